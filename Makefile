@@ -1,0 +1,27 @@
+# The two README commands: `make run` (train on the bundled example) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: run test test-quick install ui clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)  ## train on the bundled ETTh1 workbook with the default settings
+	$(BIN)/lstm-pipeline train data/ETTh1.xlsx --target OT
+
+test: $(STAMP)  ## the full test suite (quick and slow paths), as CI runs it
+	$(BIN)/python -m pytest
+
+test-quick: $(STAMP)  ## unit tests only
+	$(BIN)/python -m pytest -m "not slow"
+
+ui: $(STAMP)  ## the MLflow UI on the local store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000

@@ -1,0 +1,57 @@
+"""Stage 8, plot: figures for a run. Each function returns a Figure; tracking saves and logs it."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: runs on servers and workers without a display
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+
+def plot_forecast(actual: pd.Series, test_index: pd.DatetimeIndex, test_forecast: np.ndarray,
+                  future: pd.DataFrame, title: str) -> Figure:
+    """Test period: actual vs forecasts from every H-th origin (so they tile without overlap);
+    then the next H steps after the end of the data."""
+    horizon = test_forecast.shape[1]
+    fig, ax = plt.subplots(figsize=(12, 4.5), layout="constrained")
+    shown = actual.loc[test_index[0] - (test_index[1] - test_index[0]) * horizon:]
+    ax.plot(shown.index, shown.to_numpy(), color="0.35", lw=1, label="actual")
+    tiles = range(0, len(test_forecast), horizon)
+    for n, i in enumerate(tiles):
+        ax.plot(test_index[i:i + horizon], test_forecast[i][: len(test_index[i:i + horizon])],
+                color="tab:blue", lw=1.2, label="test forecast (every H-th origin)" if n == 0 else None)
+    ax.plot(future["timestamp"], future["forecast"], color="tab:orange", lw=1.8, label=f"next {horizon} steps")
+    ax.axvline(actual.index[-1], color="0.6", ls="--", lw=0.8)
+    ax.set(title=title, ylabel=actual.name)
+    ax.legend(loc="upper left")
+    return fig
+
+
+def plot_losses(history: dict[str, list[float]]) -> Figure:
+    """Train and validation loss per epoch, the best validation epoch marked."""
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    ax.plot(epochs, history["loss"], label="loss (train)")
+    if "val_loss" in history:
+        ax.plot(epochs, history["val_loss"], label="val_loss")
+        best = int(np.argmin(history["val_loss"]))
+        ax.scatter([best + 1], [history["val_loss"][best]], color="tab:red", zorder=3, label=f"best epoch {best + 1}")
+    ax.set(xlabel="epoch", ylabel="loss (normalized)", yscale="log", title="Loss curves")
+    ax.legend()
+    return fig
+
+
+@task(cache_policy=NO_CACHE)
+def make_figures(series: pd.DataFrame, target: str, test_starts: range, test_forecast_units: np.ndarray,
+                 future: pd.DataFrame, history: dict[str, list[float]], title: str) -> dict[str, Figure]:
+    return {
+        "forecast.png": plot_forecast(series[target], series.index[test_starts.start:test_starts.stop],
+                                      test_forecast_units, future, title),
+        "loss_curves.png": plot_losses(history),
+    }

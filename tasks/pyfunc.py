@@ -1,0 +1,72 @@
+"""The registered model: an MLflow pyfunc bundling the Keras model, the scaler and the window settings.
+
+`predict(frame of the latest >= L raw rows)` returns the next H values in raw units with their
+timestamps, so `mlflow models serve` and `mlflow.pyfunc.load_model` need nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.normalize import Scaler
+from tasks.schemas import ForecastFrame
+
+
+def forecast_next(model, spec: dict, frame: pd.DataFrame) -> pd.DataFrame:
+    """Forecast the H steps after the last row of `frame`, in the target's units."""
+    # Imported here: the model module needs Keras, and so does everything that calls this.
+    from tasks.model import predict_horizon
+
+    time_col, L, H = spec["time_column"], spec["input_length"], spec["horizon"]
+    scaler = Scaler(**{k: tuple(v) for k, v in spec["scaler"].items()})
+    missing = [c for c in (time_col, *scaler.columns) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"input lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}")
+    frame = frame.assign(**{time_col: pd.to_datetime(frame[time_col])}).sort_values(time_col)
+    if len(frame) < L:
+        raise ValueError(f"the model needs the latest {L} rows; got {len(frame)}")
+    window = frame.iloc[-L:]
+    if window[list(scaler.columns)].isna().to_numpy().any():
+        raise ValueError(f"the latest {L} rows have blank values; fill them first")
+    x = scaler.transform(window)[None]  # [1, L, channels]
+    y = predict_horizon(model, x, spec["mode"], H)[0]  # [H], normalized
+    times = pd.date_range(window[time_col].iloc[-1], periods=H + 1, freq=spec["frequency"])[1:]
+    return ForecastFrame.validate(pd.DataFrame({"timestamp": times, "forecast": scaler.inverse_target(y)}))
+
+
+class LSTMForecaster(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        import keras
+
+        import tasks.model  # noqa: F401  registers the custom layers before loading
+
+        self.model = keras.saving.load_model(context.artifacts["keras_model"])
+        self.spec = json.loads(Path(context.artifacts["spec"]).read_text())
+
+    def predict(self, context, model_input, params=None):
+        return forecast_next(self.model, self.spec, pd.DataFrame(model_input))
+
+
+def model_spec(summary, scaler: Scaler, settings) -> dict:
+    """Everything besides the weights that a forecast needs, stored as JSON beside the Keras model."""
+    return {
+        "time_column": summary.time_column, "target": summary.target, "features": list(summary.features),
+        "frequency": summary.frequency, "input_length": settings.window.input_length,
+        "horizon": settings.window.horizon, "mode": settings.window.mode, "scaler": scaler.to_dict(),
+    }
+
+
+@task(cache_policy=NO_CACHE)
+def package_model(keras_model, summary, scaler: Scaler, settings, series: pd.DataFrame) -> dict:
+    """The pieces `track_run` logs as the pyfunc, with the forecast after the end of the data."""
+    spec = model_spec(summary, scaler, settings)
+    example = series.iloc[-settings.window.input_length:].reset_index()
+    future = forecast_next(keras_model, spec, example)
+    return {"keras_model": keras_model, "spec": spec, "input_example": example, "output_example": future,
+            "name": settings.registry.model_name}

@@ -1,0 +1,64 @@
+"""The data contracts, one pandera schema per stage: raw sheet, clean series, forecast output.
+
+Column names come from the user's workbook, so the first two are built from them; checks are named so
+that `validate` can turn each failure into a sentence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+
+def _parses(convert):
+    # Blank cells are not a parsing problem; `series_schema` reports them as blanks.
+    return lambda s: convert(s).notna() | s.isna()
+
+
+def raw_schema(time_column: str, value_columns: list[str]) -> pa.DataFrameSchema:
+    """The sheet as read: every non-blank time cell parses as a timestamp, every value cell as a number."""
+    to_time = _parses(lambda s: pd.to_datetime(s, errors="coerce", format="mixed"))
+    to_number = _parses(lambda s: pd.to_numeric(s, errors="coerce"))
+    return pa.DataFrameSchema(
+        {time_column: pa.Column(checks=pa.Check(to_time, name="parseable_time"), nullable=True)}
+        | {c: pa.Column(checks=pa.Check(to_number, name="numeric"), nullable=True) for c in value_columns},
+        name="RawSheet",
+    )
+
+
+def series_schema(time_column: str, target: str, features: list[str], step: pd.Timedelta | None) -> pa.DataFrameSchema:
+    """The typed series: unique, increasing, evenly spaced timestamps; finite values; a target that varies."""
+    def spacing_ok(s: pd.Series) -> pd.Series:
+        if step is None:
+            return pd.Series(True, index=s.index)
+        diff = s.diff()
+        return diff.isna() | (diff == step)
+
+    def increasing(s: pd.Series) -> pd.Series:
+        diff = s.diff()
+        return diff.isna() | (diff > pd.Timedelta(0))
+
+    finite = pa.Check(lambda s: np.isfinite(s) | s.isna(), name="finite")
+    return pa.DataFrameSchema(
+        {
+            time_column: pa.Column("datetime64[ns]", nullable=False, unique=True, checks=[
+                pa.Check(increasing, name="increasing"),
+                pa.Check(spacing_ok, name="regular"),
+            ]),
+            target: pa.Column(float, nullable=False, checks=[finite, pa.Check(lambda s: s.std() > 0, name="varies")]),
+        }
+        | {c: pa.Column(float, nullable=False, checks=[finite]) for c in features},
+        name="CleanSeries",
+    )
+
+
+class ForecastFrame(pa.DataFrameModel):
+    """What a forecast returns: the next H timestamps and values in the data's own units."""
+
+    timestamp: Series[pd.Timestamp]
+    forecast: Series[float] = pa.Field(nullable=False)
+
+    class Config:
+        strict = False  # interval columns may follow

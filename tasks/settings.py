@@ -1,0 +1,171 @@
+"""The one settings object of a run: frozen, strict sections, loaded from YAML plus `--set key=value`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Strict, ValidationError, model_validator
+
+from tasks.errors import InputError, Problem
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class DataSettings(_Section):
+    sheet: str | int | None = None  # None: the first sheet holding the time and target columns
+    time_column: str | None = None  # None: auto-detect when unambiguous
+    target: str | None = None  # None: auto-detect when there is one numeric column
+    # Extra numeric input columns (covariates). Not strict: JSON (Prefect parameters) has no tuples.
+    features: Annotated[tuple[str, ...], Strict(False)] = ()
+    header_row: int | None = None  # 1-based Excel row of the header; None: row 1
+    fill_gaps: int = 0  # fill runs of up to this many missing steps by interpolation; 0 refuses gaps
+    sort: bool = False  # sort rows by time instead of refusing unsorted data
+
+
+class SplitSettings(_Section):
+    """Chronological split: fractions (< 1) of the rows, or row counts (>= 1); later rows unused."""
+
+    train: float | int = 0.7
+    val: float | int = 0.15
+    test: float | int = 0.15
+
+
+class WindowSettings(_Section):
+    input_length: int = 96  # L
+    horizon: int = 24  # H
+    mode: Literal["direct", "seq2seq"] = "direct"
+
+
+class ModelSettings(_Section):
+    layers: int = 2
+    units: int = 64
+    bidirectional: bool = False
+    dropout: float = 0.0
+    # Each window is shifted by its own level before the LSTM and the level added back after it:
+    # the remedy for a test period whose level differs from training (see DESIGN.md).
+    level: Literal["last", "mean", "none"] = "last"
+    linear_skip: bool = True  # a linear map from the window to the horizon, added to the LSTM's output
+
+
+class TrainSettings(_Section):
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 0.001
+    patience: int = 5  # early-stopping patience in epochs; 0 trains all epochs
+    seed: int = 42
+    loss: Literal["mse", "mae", "huber"] = "mse"
+
+
+class EvaluateSettings(_Section):
+    season: int | None = None  # seasonal-naive period in steps; None: inferred from the frequency
+
+
+class TrackingSettings(_Section):
+    experiment: str = "lstm-forecast"
+
+
+class RegistrySettings(_Section):
+    model_name: str = "lstm-forecaster"
+
+
+class Settings(_Section):
+    data: DataSettings = DataSettings()
+    split: SplitSettings = SplitSettings()
+    window: WindowSettings = WindowSettings()
+    model: ModelSettings = ModelSettings()
+    train: TrainSettings = TrainSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    registry: RegistrySettings = RegistrySettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if min(self.window.input_length, self.window.horizon, self.model.layers, self.model.units) < 1:
+            raise ValueError("window.input_length, window.horizon, model.layers and model.units must be >= 1")
+        for name, value in self.split.model_dump().items():
+            if value <= 0 or (value >= 1 and value != int(value)):
+                raise ValueError(f"split.{name}={value}: use a fraction below 1 or a whole row count")
+        fractions = [v for v in self.split.model_dump().values() if v < 1]
+        if sum(fractions) > 1:
+            raise ValueError("split fractions add up to more than 1")
+        L, H = self.window.input_length, self.window.horizon
+        for name, minimum in (("train", L + H), ("val", H), ("test", H)):
+            count = getattr(self.split, name)
+            if 1 <= count < minimum:
+                raise ValueError(f"split.{name}={count} rows is fewer than its windows need ({minimum})")
+        if not 0 <= self.model.dropout < 1:
+            raise ValueError("model.dropout must be in [0, 1)")
+        if self.window.mode == "seq2seq" and (self.data.features or self.model.level != "none" or self.model.linear_skip):
+            # Seq2seq forecasts by feeding its own predictions back, which needs a univariate window
+            # and an output at every position.
+            raise ValueError("window.mode=seq2seq needs data.features=[], model.level=none, model.linear_skip=false")
+        return self
+
+    def flat(self) -> dict[str, Any]:
+        """`section.key -> value`, as logged to MLflow and accepted by `--set`."""
+        return {f"{s}.{k}": v for s, section in self.model_dump().items() for k, v in section.items()}
+
+
+# The original tutorial script: 2x8 LSTM on 96-step windows with next-step targets, batch 7, Adam 0.006,
+# 100 epochs, trained on the first 800 rows. It had no validation or test data; here 200 rows each follow.
+PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {
+        "split": {"train": 800, "val": 200, "test": 200},
+        "window": {"input_length": 96, "mode": "seq2seq"},
+        "model": {"layers": 2, "units": 8, "level": "none", "linear_skip": False, "dropout": 0.0},
+        "train": {"epochs": 100, "batch_size": 7, "learning_rate": 0.006, "patience": 0},
+    },
+}
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _override(assignment: str) -> dict:
+    key, sep, raw = assignment.partition("=")
+    if not sep or "." not in key:
+        raise InputError([Problem(f"--set {assignment!r} is not of the form section.key=value", "e.g. --set train.epochs=5")])
+    value = yaml.safe_load(raw) if raw else None
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def load_settings(config: Path | None = None, overrides: list[str] = (), preset: str | None = None) -> Settings:
+    """Preset, then YAML file, then `--set` overrides, each changing only what it names."""
+    merged: dict[str, Any] = {}
+    if preset:
+        if preset not in PRESETS:
+            raise InputError([Problem(f"unknown preset {preset!r}", f"choose one of: {', '.join(PRESETS)}")])
+        merged = PRESETS[preset]
+    if config:
+        try:
+            loaded = yaml.safe_load(Path(config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError([Problem(f"cannot read config file {config}: {exc}", "pass a readable YAML file")]) from exc
+        if not isinstance(loaded, dict):
+            raise InputError([Problem(f"config file {config} does not hold a mapping of sections", "see configs/")])
+        merged = _merge(merged, loaded)
+    for assignment in overrides:
+        merged = _merge(merged, _override(assignment))
+    return parse_settings(merged)
+
+
+def parse_settings(values: dict[str, Any]) -> Settings:
+    """Validate a nested mapping, turning pydantic's errors into one readable problem each."""
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = [
+            Problem(f"setting {'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}", "fix the config or --set value")
+            for err in exc.errors()
+        ]
+        raise InputError(problems) from exc

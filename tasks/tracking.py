@@ -1,0 +1,179 @@
+"""Every MLflow call of the product. Nothing happens at import: the store is chosen when `connect` runs.
+
+Calls name their run explicitly (run_id) rather than relying on MLflow's thread-local active run,
+because Prefect may run tasks on worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+DEFAULT_STORE = Path("mlruns")
+CODE_DIR = Path(__file__).resolve().parent  # tasks/, shipped inside the model so it loads anywhere
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` if set, else the local SQLite store under ./mlruns."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE}/mlflow.db"
+
+
+def connect() -> None:
+    """Point MLflow at the store (and create ./mlruns for the default one)."""
+    uri = tracking_uri()
+    if uri.startswith(f"sqlite:///{DEFAULT_STORE}/"):
+        DEFAULT_STORE.mkdir(exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+
+def experiment_id(name: str) -> str:
+    client = MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if tracking_uri().startswith("sqlite:"):
+        # A SQL store would put artifacts in ./mlruns relative to wherever a process happens to run.
+        location = (DEFAULT_STORE / "artifacts").resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CODE_DIR, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def start_run(experiment: str, name: str, description: str, tags: dict[str, str]) -> str:
+    run = MlflowClient().create_run(
+        experiment_id(experiment), run_name=name,
+        tags={"mlflow.note.content": description, "git_commit": git_commit(),
+              "mlflow.source.git.commit": git_commit(), **tags},
+    )
+    return run.info.run_id
+
+
+def log_params(run_id: str, params: dict[str, Any]) -> None:
+    MlflowClient().log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    now = int(pd.Timestamp.now().timestamp() * 1000)
+    MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def epoch_logger(run_id: str):
+    """A Keras callback that records `loss` and `val_loss` with step = epoch (1-based) as training runs."""
+    import keras
+
+    class EpochMetrics(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            kept = {k: v for k, v in (logs or {}).items() if k in ("loss", "val_loss")}
+            log_metrics(run_id, kept, step=epoch + 1)
+
+    return EpochMetrics()
+
+
+def log_figure(run_id: str, figure, filename: str) -> None:
+    import matplotlib.pyplot as plt
+
+    MlflowClient().log_figure(run_id, figure, filename)
+    plt.close(figure)
+
+
+def log_dict(run_id: str, data: dict, filename: str) -> None:
+    MlflowClient().log_dict(run_id, data, filename)
+
+
+def log_text(run_id: str, text: str, filename: str) -> None:
+    MlflowClient().log_text(run_id, text, filename)
+
+
+def log_dataset(run_id: str, series: pd.DataFrame, source: str, digest: str, target: str) -> None:
+    """The training data as an MLflow dataset input (source path, digest, schema)."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    dataset = mlflow.data.from_pandas(series.reset_index(), source=source, name=Path(source).name,
+                                      targets=target, digest=digest[:36])
+    MlflowClient().log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(),
+                                                     tags=[InputTag("mlflow.data.context", "training")])])
+
+
+def log_model(run_id: str, keras_model, spec: dict, input_example: pd.DataFrame, output_example: pd.DataFrame) -> str:
+    """Log the pyfunc forecaster (Keras model + spec + this package's code); returns its model URI."""
+    import keras
+    import numpy as np
+    import pandera
+    import tensorflow as tf
+    from mlflow.models import infer_signature
+
+    from tasks.pyfunc import LSTMForecaster
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path, spec_path = Path(tmp, "model.keras"), Path(tmp, "spec.json")
+        keras_model.save(model_path)
+        spec_path.write_text(json.dumps(spec, indent=2))
+        info = mlflow.models.Model.log(
+            artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=run_id,
+            python_model=LSTMForecaster(),
+            artifacts={"keras_model": str(model_path), "spec": str(spec_path)},
+            code_paths=[str(CODE_DIR)],
+            signature=infer_signature(input_example, output_example),
+            input_example=input_example,
+            pip_requirements=[f"mlflow=={mlflow.__version__}", f"tensorflow-cpu=={tf.__version__}",
+                              f"keras=={keras.__version__}", f"pandas=={pd.__version__}",
+                              f"numpy=={np.__version__}", f"pandera=={pandera.__version__}"],
+        )
+    return info.model_uri
+
+
+def register_model(model_uri: str, name: str, run_id: str) -> str:
+    """A new version of the registered model; returns its version number."""
+    version = mlflow.register_model(model_uri, name, tags={"run_id": run_id})
+    return str(version.version)
+
+
+def end_run(run_id: str, ok: bool) -> None:
+    MlflowClient().set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED))
+
+
+def fail_run(run_id: str, error: BaseException) -> None:
+    """Mark a run FAILED; bad input leaves its validation report beside it."""
+    from tasks.errors import InputError
+
+    if isinstance(error, InputError):
+        log_text(run_id, "\n".join(map(str, error.problems)) + "\n", "validation_report.txt")
+    MlflowClient().set_tag(run_id, "failure", f"{type(error).__name__}: {str(error)[:500]}")
+    end_run(run_id, ok=False)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
+def track_run(run_id: str, params: dict, metrics: dict, dataset: dict, artifacts: dict, figures: dict,
+              model: dict) -> str:
+    """Record a finished run and register its model; returns the new model version.
+
+    Registration comes last, so a run that fails anywhere before it leaves no model version.
+    """
+    log_params(run_id, params)
+    log_metrics(run_id, metrics)
+    log_dataset(run_id, **dataset)
+    for filename, data in artifacts.items():
+        log_dict(run_id, data, filename)
+    for filename, figure in figures.items():
+        log_figure(run_id, figure, filename)
+    uri = log_model(run_id, model["keras_model"], model["spec"], model["input_example"], model["output_example"])
+    return register_model(uri, model["name"], run_id)

@@ -1,0 +1,50 @@
+"""Stage 5, window: tf.data pipelines of (input window, target) pairs, built lazily from the series.
+
+Only the series and a range of window origins are held; each batch gathers its windows on the fly, so
+memory grows with the series, not with series x window length. Origin t means: inputs are rows
+[t-L, t); `direct` targets are rows [t, t+H) of the target; `seq2seq` targets are the inputs shifted one
+step ahead (rows [t-L+1, t+1)), next-step targets at every position as in the original script.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tasks.settings import WindowSettings
+
+
+def origins(segment: tuple[int, int], cfg: WindowSettings, training: bool = True) -> range:
+    """Origins whose targets lie inside `segment`; lookback may reach into earlier rows, never before 0.
+
+    Evaluation always scores H-step forecasts, whatever the training mode.
+    """
+    start, stop = segment
+    last_target = cfg.horizon if (cfg.mode == "direct" or not training) else 1
+    return range(max(start, cfg.input_length), stop - last_target + 1)
+
+
+def make_windows(values: np.ndarray, starts: range, cfg: WindowSettings, batch_size: int,
+                 training: bool = True, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches of (x [batch, L, channels], y [batch, H] or [batch, L]) from `values` [rows, channels]."""
+    series = tf.constant(values, dtype=tf.float32)  # [rows, channels]; column 0 is the target
+    target = series[:, 0]
+    lookback = tf.range(-cfg.input_length, 0, dtype=tf.int64)
+    ahead = tf.range(cfg.horizon, dtype=tf.int64) if (cfg.mode == "direct" or not training) \
+        else tf.range(-cfg.input_length + 1, 1, dtype=tf.int64)
+
+    def gather(t):  # t: [batch] origins
+        x = tf.gather(series, t[:, None] + lookback)  # [batch, L, channels]
+        y = tf.gather(target, t[:, None] + ahead)  # [batch, H] (direct) or [batch, L] (seq2seq)
+        return x, y
+
+    ds = tf.data.Dataset.range(starts.start, starts.stop)
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(starts), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def target_windows(values: np.ndarray, starts: range, horizon: int) -> np.ndarray:
+    """The true next H target values for each origin: [windows, H]."""
+    idx = np.arange(starts.start, starts.stop)[:, None] + np.arange(horizon)[None, :]
+    return values[idx, 0]
