@@ -44,9 +44,11 @@ def experiment_id(name: str) -> str:
     if found is not None:
         return found.experiment_id
     location = None
-    if tracking_uri().startswith("sqlite:"):
-        # A SQL store would put artifacts in ./mlruns relative to wherever a process happens to run.
-        location = (DEFAULT_STORE / "artifacts").resolve().as_uri()
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        # Artifacts beside the database; MLflow's own default is ./mlruns under whatever the
+        # current directory of the process happens to be.
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 

@@ -57,7 +57,7 @@ def fit_model(values: np.ndarray, bounds: Bounds, settings: Settings, callbacks:
     if backup_dir is not None:
         # A retried task resumes from its last finished epoch instead of starting over.
         cbs.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
-    history = model.fit(train, validation_data=val, epochs=t.epochs, callbacks=cbs, verbose=0)
+    history = model.fit(train, validation_data=val, epochs=t.epochs, callbacks=cbs, verbose=0, shuffle=False)
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 

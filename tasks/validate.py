@@ -68,13 +68,15 @@ def infer_step(times: pd.Series) -> tuple[pd.Timedelta | None, str]:
 
 
 def _rows(cases: pd.DataFrame) -> str:
-    rows = [int(r) for r in cases["index"].dropna()]
+    rows = [int(r) for r in cases["index"] if pd.notna(r)]
     shown = ", ".join(map(str, rows[:EXAMPLES]))
-    return f"row {shown}" if len(rows) == 1 else f"rows {shown}" + (f" and {len(rows) - EXAMPLES} more" if len(rows) > EXAMPLES else "")
+    more = f" and {len(rows) - EXAMPLES} more" if len(rows) > EXAMPLES else ""
+    return (f"row {shown}" if len(rows) == 1 else f"rows {shown}{more}") if rows else "(whole column)"
 
 
 def _cells(cases: pd.DataFrame) -> str:
-    quoted = [f"{v!r} (row {int(r)})" for v, r in zip(cases["failure_case"], cases["index"])][:EXAMPLES]
+    quoted = [f"{v!r}" + (f" (row {int(r)})" if pd.notna(r) else "")
+              for v, r in zip(cases["failure_case"], cases["index"])][:EXAMPLES]
     more = f" and {len(cases) - EXAMPLES} more" if len(cases) > EXAMPLES else ""
     return ", ".join(quoted) + more
 
@@ -96,7 +98,7 @@ MESSAGES = {
 
 def _problems(errors: pa.errors.SchemaErrors, skip: set[tuple[str, int]]) -> list[Problem]:
     cases = errors.failure_cases
-    cases = cases[[(c, i) not in skip for c, i in zip(cases["column"], cases["index"])]]
+    cases = cases[[(c, int(i) if pd.notna(i) else None) not in skip for c, i in zip(cases["column"], cases["index"])]]
     problems = []
     for (col, check), group in cases.groupby(["column", "check"], sort=False):
         check = "parseable_time" if check.startswith("coerce_dtype") or check.startswith("dtype") else check
@@ -134,7 +136,7 @@ def validate_table(raw: RawTable, settings: Settings, source: str) -> tuple[pd.D
         raw_schema(raw.time_column, values).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         problems += _problems(exc, set())
-        reported = {(c, int(i)) for c, i in zip(exc.failure_cases["column"], exc.failure_cases["index"]) if i is not None}
+        reported = {(c, int(i)) for c, i in zip(exc.failure_cases["column"], exc.failure_cases["index"]) if pd.notna(i)}
 
     typed = pd.DataFrame({raw.time_column: pd.to_datetime(frame[raw.time_column], errors="coerce", format="mixed")}
                          | {c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in values})

@@ -1,0 +1,57 @@
+"""Shared fixtures: one Prefect test server, one MLflow store and one workbook catalogue per session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+FIXTURES = Path(__file__).parent / "fixtures"
+sys.path.insert(0, str(FIXTURES))
+
+
+@pytest.fixture(scope="session")
+def catalogue(tmp_path_factory) -> dict[str, Path]:
+    """Good and malformed workbooks made from a real ETTh1 excerpt (tests/fixtures/make_workbooks.py)."""
+    from make_workbooks import build_catalogue
+
+    return build_catalogue(tmp_path_factory.mktemp("catalogue"))
+
+
+@pytest.fixture(scope="session")
+def valid_workbook(catalogue) -> Path:
+    return catalogue["valid"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_store(tmp_path_factory):
+    """Every test's MLflow calls go to a throwaway SQLite store, never to ./mlruns."""
+    store = tmp_path_factory.mktemp("mlflow")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    yield store
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A temporary Prefect server and database for the whole session (it takes ~10 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def tiny_settings():
+    """Small enough to train in seconds on the 720-row fixture."""
+    from tasks.settings import parse_settings
+
+    return parse_settings({
+        "data": {"target": "OT"},
+        "split": {"train": 0.6, "val": 0.2, "test": 0.2},
+        "window": {"input_length": 24, "horizon": 6},
+        "model": {"layers": 2, "units": 8},
+        "train": {"epochs": 2, "batch_size": 32, "patience": 0},
+    })

@@ -1,0 +1,76 @@
+"""The whole training flow on a real workbook, under a real (temporary) Prefect server and MLflow store."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.train import train_flow
+from tasks.errors import InputError
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def trained(prefect_server, valid_workbook, tmp_path_factory):
+    from tasks.settings import parse_settings
+
+    settings = parse_settings({
+        "data": {"target": "OT"}, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
+        "window": {"input_length": 24, "horizon": 6}, "model": {"layers": 2, "units": 8},
+        "train": {"epochs": 2, "batch_size": 32, "patience": 0},
+        "tracking": {"experiment": "flow-test"}, "registry": {"model_name": "flow-test-model"},
+    })
+    # A copy under a name the other tests never use: the flow must not depend on the fixture's path.
+    data = tmp_path_factory.mktemp("data") / "station.xlsx"
+    data.write_bytes(valid_workbook.read_bytes())
+    return settings, data, train_flow(str(data), settings)
+
+
+def test_run_records_params_epochs_metrics_dataset_and_artifacts(trained):
+    settings, data, result = trained
+    client = MlflowClient()
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "station-L24-H6-2x8-direct"
+    assert run.data.params["window.input_length"] == "24" and run.data.params["train.epochs"] == "2"
+    assert run.data.params["rows.train"] == "432" and len(run.data.params["data.digest"]) == 64
+    for key in ("test_mse", "test_mae", "test_rmse_units", "test_mae_units", "test_smape", "test_mase",
+                "repeat_test_mse", "seasonal_naive_test_mse"):
+        assert np.isfinite(run.data.metrics[key]), key
+    for key in ("loss", "val_loss"):
+        assert [m.step for m in client.get_metric_history(result.run_id, key)] == [1, 2]
+    assert run.data.tags["prefect_flow_run_id"] and "git_commit" in run.data.tags
+    dataset = run.inputs.dataset_inputs[0].dataset
+    assert dataset.name == "station.xlsx" and "OT" in dataset.schema
+    files = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"forecast.png", "loss_curves.png", "config.yaml", "validation_summary.json"} <= files
+
+
+def test_registered_pyfunc_forecasts_next_h_values_in_raw_units(trained):
+    settings, data, result = trained
+    assert result.version == "1"
+    model = mlflow.pyfunc.load_model(f"models:/{result.model_name}/{result.version}")
+    frame = pd.read_excel(data, engine="calamine")
+    out = model.predict(frame.tail(30)[["date", "OT"]])
+    assert list(out.columns[:2]) == ["timestamp", "forecast"] and len(out) == 6
+    assert out["timestamp"].iloc[0] == frame["date"].iloc[-1] + pd.Timedelta(hours=1)
+    assert out["timestamp"].diff().dropna().eq(pd.Timedelta(hours=1)).all()
+    # Raw units: OT in this excerpt is a temperature between about 0 and 50, not a z-score near 0.
+    recent = frame["OT"].tail(30)
+    assert abs(out["forecast"].mean() - recent.mean()) < 3 * recent.std() + 1
+    assert out["forecast"].between(frame["OT"].min() - 20, frame["OT"].max() + 20).all()
+
+
+def test_invalid_workbook_fails_the_run_and_registers_nothing(prefect_server, trained, catalogue):
+    settings, _, _ = trained
+    client = MlflowClient()
+    versions_before = len(client.search_model_versions(f"name='{settings.registry.model_name}'"))
+    with pytest.raises(InputError):
+        train_flow(str(catalogue["text_in_numeric"]), settings)
+    run = client.search_runs([client.get_experiment_by_name("flow-test").experiment_id],
+                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert run.info.status == "FAILED"
+    assert "validation_report.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert len(client.search_model_versions(f"name='{settings.registry.model_name}'")) == versions_before

@@ -1,0 +1,50 @@
+import numpy as np
+
+from tasks.settings import WindowSettings
+from tasks.window import make_windows, origins, target_windows
+
+VALUES = np.arange(100, dtype=np.float32)[:, None] * np.array([[1.0, -1.0]], dtype=np.float32)  # [100, 2]
+
+
+def _first_batch(cfg, starts, training=True):
+    x, y = next(iter(make_windows(VALUES, starts, cfg, batch_size=4, training=training)))
+    return x.numpy(), y.numpy()
+
+
+def test_direct_windows_are_aligned_and_lookback_reaches_into_earlier_rows():
+    cfg = WindowSettings(input_length=10, horizon=3, mode="direct")
+    starts = origins((60, 80), cfg)  # a val split: targets in [60, 80), lookback from rows before 60
+    assert (starts.start, starts.stop) == (60, 78)
+    x, y = _first_batch(cfg, starts)
+    assert x.shape == (4, 10, 2) and y.shape == (4, 3)
+    np.testing.assert_array_equal(x[0, :, 0], np.arange(50, 60))
+    np.testing.assert_array_equal(x[0, :, 1], -np.arange(50, 60))
+    np.testing.assert_array_equal(y[0], [60, 61, 62])
+    np.testing.assert_array_equal(target_windows(VALUES, starts, 3)[1], [61, 62, 63])
+
+
+def test_train_windows_never_start_before_row_zero():
+    cfg = WindowSettings(input_length=10, horizon=3)
+    starts = origins((0, 50), cfg)
+    assert starts.start == 10 and starts.stop - 1 + 3 == 50
+
+
+def test_seq2seq_targets_are_next_steps_at_every_position():
+    cfg = WindowSettings(input_length=8, horizon=4, mode="seq2seq")
+    starts = origins((0, 50), cfg)
+    assert (starts.start, starts.stop) == (8, 50)  # the last target is row 49
+    x, y = _first_batch(cfg, starts)
+    assert x.shape == (4, 8, 2) and y.shape == (4, 8)
+    np.testing.assert_array_equal(y[0], x[0, :, 0] + 1)
+    # Evaluation scores H-step forecasts whatever the training mode.
+    assert origins((0, 50), cfg, training=False).stop == 47
+    _, y_eval = _first_batch(cfg, origins((0, 50), cfg, training=False), training=False)
+    assert y_eval.shape == (4, 4)
+
+
+def test_shuffled_windows_cover_every_origin_once():
+    cfg = WindowSettings(input_length=5, horizon=2)
+    starts = origins((0, 40), cfg)
+    ds = make_windows(VALUES, starts, cfg, batch_size=7, shuffle_seed=1)
+    firsts = sorted(int(x[0, -1, 0]) + 1 for xb, _ in ds for x in xb.numpy()[:, None])
+    assert firsts == list(starts)
