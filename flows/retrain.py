@@ -1,0 +1,38 @@
+"""Scheduled retraining: pick up the newest workbook, check it, compare it with the champion's data, and
+retrain (with the promotion gate at the end of training) unless its content is unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from flows.train import train_flow
+from tasks import tracking
+from tasks.discover import find_newest_workbook
+from tasks.drift import report_drift
+from tasks.ingest import read_workbook
+from tasks.settings import load_settings
+from tasks.validate import validate_data
+
+
+@flow(name="retrain", log_prints=True)
+def retrain_flow(data_dir: str = "data", pattern: str = "*.xlsx", config: str | None = None,
+                 overrides: list[str] | None = None) -> dict:
+    """Newest workbook in `data_dir` -> validate -> drift report -> train + gate, or skip if unchanged."""
+    settings = load_settings(Path(config) if config else None, overrides or [])
+    data = find_newest_workbook(data_dir, pattern)
+    raw = read_workbook(data, settings.data)
+    series, summary = validate_data(raw, settings, str(data))
+    tracking.connect()
+    if tracking.last_training_digest(settings.tracking.experiment) == raw.digest:
+        print(f"{data}: content unchanged since the last training run (sha256 {raw.digest[:12]}); training skipped")
+        return {"status": "skipped", "data": str(data), "digest": raw.digest}
+    champion = tracking.alias_run(settings.registry.model_name)
+    reference = tracking.load_dict(champion[1], "data_profile.json") if champion else None
+    drift = report_drift(reference, series, summary.target, f"champion version {champion[0]}" if champion else "", data.name)
+    result = train_flow(str(data), settings)
+    if drift is not None:
+        tracking.log_drift(result.run_id, drift.to_dict())
+    return {"status": "trained", "data": str(data), "digest": raw.digest, "run_id": result.run_id,
+            "version": result.version, "drift": drift.to_dict() if drift else None}

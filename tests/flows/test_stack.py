@@ -1,0 +1,121 @@
+"""The local stack for real: Prefect server, MLflow server, process worker, deployments from prefect.yaml.
+
+Each server runs on a free port with a temporary home; a triggered `retrain` runs through the real worker.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from flows import stack as stack_mod
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["data.target=OT", "window.input_length=24", "window.horizon=6", "model.layers=1", "model.units=8",
+        "train.epochs=2", "split.train=0.6", "split.val=0.2", "split.test=0.2",
+        "tracking.experiment=stack-test", "registry.model_name=stack-test-model"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    home = tmp_path_factory.mktemp("stack")
+    stack = stack_mod.Stack(home / ".stack", _free_port(), _free_port(), home / "mlruns")
+    stack_mod.up(stack, ROOT / "prefect.yaml", project=ROOT)
+    try:
+        yield stack
+    finally:
+        stack_mod.down(stack.home)
+
+
+def _api(stack, method: str, path: str, **kwargs):
+    response = httpx.request(method, f"{stack.prefect_api}{path}", timeout=30, **kwargs)
+    response.raise_for_status()
+    return response.json()
+
+
+def _schedules(stack, deployment: str) -> list[dict]:
+    found = _api(stack, "GET", f"/deployments/name/{deployment}")
+    return [s["schedule"] for s in found["schedules"]]
+
+
+def _run(stack, deployment: str, parameters: dict, timeout: float = 400) -> dict:
+    dep = _api(stack, "GET", f"/deployments/name/{deployment}")
+    run = _api(stack, "POST", f"/deployments/{dep['id']}/create_flow_run", json={"parameters": parameters})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = _api(stack, "GET", f"/flow_runs/{run['id']}")
+        if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return run
+        time.sleep(2)
+    raise AssertionError(f"flow run {run['id']} still {run['state']['type']} after {timeout} s")
+
+
+def _logs(stack, flow_run_id: str) -> str:
+    logs = _api(stack, "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
+    return "\n".join(entry["message"] for entry in logs)
+
+
+def test_status_lists_what_up_started(running):
+    names = {name: alive for name, _, alive in stack_mod.status(running.home)}
+    assert names == {"prefect-server": True, "mlflow-server": True, "worker": True}
+    assert stack_mod.active_env(running.home) == running.env()
+
+
+def test_server_schedules_match_prefect_yaml(running):
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    written = next(d for d in spec["deployments"] if d["name"] == "retrain")["schedules"]
+    served = _schedules(running, "retrain/retrain")
+    assert [(s["cron"], s["timezone"]) for s in served] == [(w["cron"], w["timezone"]) for w in written]
+
+
+def test_triggered_retrain_trains_through_the_worker_then_skips_unchanged_data(running, valid_workbook, tmp_path):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "station.xlsx").write_bytes(valid_workbook.read_bytes())
+    params = {"data_dir": str(incoming), "overrides": TINY}
+
+    first = _run(running, "retrain/retrain", params)
+    assert first["state"]["type"] == "COMPLETED", _logs(running, first["id"])
+    client = MlflowClient(tracking_uri=running.mlflow_uri, registry_uri=running.mlflow_uri)
+    experiment = client.get_experiment_by_name("stack-test")
+    runs = client.search_runs([experiment.experiment_id], "tags.run_type = 'train'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.tags["prefect_flow_run_id"]
+    versions = client.search_model_versions("name='stack-test-model'")
+    assert len(versions) == 1
+    decision = runs[0].data.tags.get("promotion_decision")
+    aliases = client.get_model_version("stack-test-model", versions[0].version).aliases
+    assert ("champion" in aliases) == (decision == "promoted")
+
+    second = _run(running, "retrain/retrain", params)
+    assert second["state"]["type"] == "COMPLETED"
+    assert "training skipped" in _logs(running, second["id"])
+    assert len(client.search_runs([experiment.experiment_id], "tags.run_type = 'train'")) == 1
+
+
+def test_redeploy_changes_and_removes_schedules(running, tmp_path):
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    retrain = next(d for d in spec["deployments"] if d["name"] == "retrain")
+    changed = tmp_path / "changed.yaml"
+    retrain["schedules"] = [{"cron": "30 4 * * 1", "timezone": "America/New_York"}]
+    changed.write_text(yaml.safe_dump(spec))
+    stack_mod.deploy(running, changed, project=ROOT)
+    assert [(s["cron"], s["timezone"]) for s in _schedules(running, "retrain/retrain")] == [("30 4 * * 1", "America/New_York")]
+
+    retrain["schedules"] = []
+    changed.write_text(yaml.safe_dump(spec))
+    stack_mod.deploy(running, changed, project=ROOT)
+    assert _schedules(running, "retrain/retrain") == []
