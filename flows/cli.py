@@ -12,8 +12,10 @@ import typer
 
 from tasks.errors import InputError
 
-# Quiet TensorFlow's C++ start-up chatter; must be set before TensorFlow is imported.
+# Quiet TensorFlow's C++ start-up chatter, and keep Prefect's temporary server from trying to send
+# telemetry (it fails loudly on machines without internet). Both must be set before the imports.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Stacked-LSTM forecasting: validate workbooks, train, promote and forecast.")
@@ -77,6 +79,62 @@ def train(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: Tar
     typer.echo(f"model: {result.model_name} version {result.version}")
     typer.echo(f"test_mse: {result.metrics['test_mse']:.4f} (repeat {result.metrics['repeat_test_mse']:.4f}, "
                f"seasonal naive {result.metrics['seasonal_naive_test_mse']:.4f})")
+
+
+stack_app = typer.Typer(help="The local stack: Prefect server, MLflow server, worker and deployments.",
+                        no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+StackHome = Annotated[Path, typer.Option("--home", help="Where state, logs and the Prefect database live")]
+
+
+@stack_app.command("up")
+def stack_up(prefect_port: Annotated[int, typer.Option(help="Prefect server port")] = 4200,
+             mlflow_port: Annotated[int, typer.Option(help="MLflow server port")] = 5000,
+             home: StackHome = Path(".stack"),
+             prefect_file: Annotated[Path, typer.Option(help="Deployments to apply")] = Path("prefect.yaml")) -> None:
+    """Start the servers, the work pool and a worker on 127.0.0.1, and deploy prefect.yaml."""
+    from flows import stack
+
+    with user_errors():
+        started = stack.up(stack.Stack(home, prefect_port, mlflow_port), prefect_file)
+    _print_stack(started)
+
+
+@stack_app.command("status")
+def stack_status(home: StackHome = Path(".stack")) -> None:
+    """What runs, with its process id, and where the UIs are."""
+    from flows import stack
+
+    processes = stack.status(home)
+    if not processes:
+        typer.echo("the stack is down (start it with `lstm-pipeline stack up`)")
+        raise typer.Exit(1)
+    for name, pid, alive in processes:
+        typer.echo(f"{name:15} pid {pid:<8} {'running' if alive else 'STOPPED (see ' + str(home / (name + '.log')) + ')'}")
+    _print_stack(stack.Stack.load(home))
+
+
+@stack_app.command("down")
+def stack_down(home: StackHome = Path(".stack")) -> None:
+    """Stop exactly what `stack up` started."""
+    from flows import stack
+
+    stopped = stack.down(home)
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "the stack was not running")
+
+
+def _print_stack(s) -> None:
+    typer.echo(f"Prefect UI:  http://127.0.0.1:{s.prefect_port}\nMLflow UI:   {s.mlflow_uri}\n"
+               f"commands run here now use these servers (PREFECT_API_URL={s.prefect_api}, MLFLOW_TRACKING_URI={s.mlflow_uri})")
+
+
+@app.callback()
+def _use_running_stack() -> None:
+    """While the stack is up, flows started here use its servers (unless the variables are set already)."""
+    from flows.stack import active_env
+
+    for key, value in active_env().items():
+        os.environ.setdefault(key, value)
 
 
 def main() -> None:
