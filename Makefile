@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test test-quick install ui clean
+.PHONY: run test test-quick install ui stack
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,3 +25,6 @@ test-quick: $(STAMP)  ## unit tests only
 
 ui: $(STAMP)  ## the MLflow UI on the local store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+stack: $(STAMP)  ## the local stack for scheduled retraining (stop it with: .venv/bin/lstm-pipeline stack down)
+	$(BIN)/lstm-pipeline stack up
