@@ -49,14 +49,15 @@ def validate(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: 
              header_row: HeaderRow = None,
              config: Annotated[Optional[Path], typer.Option(help="YAML config file")] = None,
              set_: Annotated[list[str], typer.Option("--set", help="Override: section.key=value")] = []) -> None:
-    """Ingest and validate only; print a summary (rows, span, frequency, gaps)."""
+    """Ingest, clean (only what data.sort / data.fill_gaps ask) and validate; print a summary."""
+    from tasks.clean import clean_table
     from tasks.ingest import read_table
     from tasks.settings import load_settings
     from tasks.validate import validate_table
 
     with user_errors():
         settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row)])
-        raw = read_table(data, settings.data)
+        raw = clean_table(read_table(data, settings.data), settings.data)
         _, summary = validate_table(raw, settings, str(data))
     typer.echo(f"valid: {summary}")
 

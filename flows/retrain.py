@@ -9,6 +9,7 @@ from prefect import flow
 
 from flows.train import train_flow
 from tasks import tracking
+from tasks.clean import clean_data
 from tasks.discover import find_newest_workbook
 from tasks.drift import report_drift
 from tasks.ingest import read_workbook
@@ -23,7 +24,7 @@ def retrain_flow(data_dir: str = "data", pattern: str = "*.xlsx", config: str | 
     settings = load_settings(Path(config) if config else None, overrides or [])
     data = find_newest_workbook(data_dir, pattern)
     raw = read_workbook(data, settings.data)
-    series, summary = validate_data(raw, settings, str(data))
+    series, summary = validate_data(clean_data(raw, settings.data), settings, str(data))
     tracking.connect()
     if tracking.last_training_digest(settings.tracking.experiment) == raw.digest:
         print(f"{data}: content unchanged since the last training run (sha256 {raw.digest[:12]}); training skipped")

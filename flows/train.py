@@ -9,6 +9,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from tasks import tracking
+from tasks.clean import clean_data
 from tasks.evaluate import evaluate_model, season_length
 from tasks.ingest import read_workbook
 from tasks.normalize import normalize_series
@@ -47,6 +48,7 @@ def train_flow(data: str, settings: Settings = Settings()) -> TrainResult:
     print(f"MLflow run {run_id} ({name})")
     try:
         raw = read_workbook(Path(data), settings.data)
+        raw = clean_data(raw, settings.data)
         series, summary = validate_data(raw, settings, data)
         bounds = split_bounds(len(series), settings.split)
         scaler, values = normalize_series(series, bounds)

@@ -1,11 +1,14 @@
 """Stage 1, ingest: read a workbook (or CSV/Parquet) into a raw frame and pick the time and target columns.
 
 The frame's index is the row number the user sees in Excel (or the line number in a CSV), so every
-later message can point at a cell. Nothing here judges the values; that is `validate`'s job.
+later message can point at a cell. Nothing here judges the values; that is `validate`'s job. What is
+refused here is what cannot be read at all: missing, empty, damaged or hostile files, and tables whose
+header is not where the settings say (with a pointer to where it is).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import zipfile
 from dataclasses import dataclass, field
@@ -22,7 +25,10 @@ SUPPORTED = EXCEL_ZIP | {".xls", ".csv", ".parquet"}
 # Refuse before parsing when the sheets inflate past this: a 1M-row, 8-column sheet is about 0.6 GB of
 # XML, while a decompression bomb declares many GB in a file of a few MB.
 MAX_UNCOMPRESSED_BYTES = 2**30
+# A DOCTYPE sits in an XML part's prolog, before the root element; Excel never writes one.
+PROLOG_BYTES = 4096
 TIME_NAMES = ("date", "time", "timestamp", "datetime", "period", "ds")
+HEADER_SEARCH_ROWS = 30  # how far down a sheet to look for a header the settings did not point at
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,8 @@ class RawTable:
     target: str
     features: tuple[str, ...]
     digest: str  # sha256 of the file's bytes
-    notes: tuple[str, ...] = field(default=())  # what was chosen automatically
+    notes: tuple[str, ...] = field(default=())  # what was chosen or changed automatically
+    row_unit: str = "Excel row"  # what the index counts: "Excel row", "line" (CSV) or "row" (Parquet)
 
 
 def file_digest(path: Path) -> str:
@@ -78,45 +85,67 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def _check_zip(path: Path) -> None:
+    """Hostile workbooks are refused from the zip's directory and the parts' first bytes, before parsing."""
     try:
         with zipfile.ZipFile(path) as archive:
-            declared = sum(info.file_size for info in archive.infolist())
-    except zipfile.BadZipFile as exc:
+            parts = archive.infolist()
+            declared = sum(info.file_size for info in parts)
+            if declared > MAX_UNCOMPRESSED_BYTES:
+                raise InputError([Problem(
+                    f"{path}: refused: its parts inflate to {declared / 2**30:.1f} GiB "
+                    f"(limit {MAX_UNCOMPRESSED_BYTES / 2**30:.0f} GiB), which is what a decompression bomb does",
+                    "if the data is genuine, export it as .csv or .parquet",
+                )])
+            for info in parts:
+                if info.filename.endswith((".xml", ".rels")):
+                    with archive.open(info) as part:
+                        prolog = part.read(PROLOG_BYTES)
+                    if b"<!DOCTYPE" in prolog or b"<!ENTITY" in prolog:
+                        raise _entities_refused(path, info.filename)
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
         raise InputError([Problem(
             f"{path}: the workbook is damaged or incomplete ({exc})", "copy or export the file again"
         )]) from exc
-    if declared > MAX_UNCOMPRESSED_BYTES:
-        raise InputError([Problem(
-            f"{path}: refused: its parts inflate to {declared / 2**30:.1f} GiB "
-            f"(limit {MAX_UNCOMPRESSED_BYTES / 2**30:.0f} GiB), which is what a decompression bomb does",
-            "if the data is genuine, export it as .csv or .parquet",
-        )])
 
 
-def read_frame(path: Path, sheet: str | int | None, header_row: int) -> tuple[pd.DataFrame, str | None]:
-    """The table as pandas reads it, header on `header_row` (1-based); returns the frame and sheet name."""
+def _entities_refused(path: Path, part: str = "") -> InputError:
+    return InputError([Problem(
+        f"{path}: refused: the workbook declares XML entities{f' (in {part})' if part else ''}, which Excel "
+        "never writes and which can expand to gigabytes when read (an 'XML bomb')",
+        "if the file should be genuine, open it in Excel and save it again, or export the data as .csv",
+    )])
+
+
+def read_frame(path: Path, sheet: str | int | None, header_row: int) -> tuple[pd.DataFrame, str | None, str]:
+    """The table as pandas reads it, header on `header_row` (1-based); returns frame, sheet name, row unit."""
     suffix = path.suffix.lower()
+    # Only empty cells are missing: text such as "n/a" or "NULL" is reported as text, not taken as a blank.
+    text_as_text = {"keep_default_na": False, "na_values": [""]}
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path, header=header_row - 1, skip_blank_lines=False)
-            sheet_name = None
+            frame = pd.read_csv(path, header=header_row - 1, skip_blank_lines=False, **text_as_text)
+            sheet_name, unit, first = None, "line", header_row + 1
         elif suffix == ".parquet":
-            frame, sheet_name = pd.read_parquet(path), None
+            frame, sheet_name, unit, first = pd.read_parquet(path), None, "row", 1
         else:
             # calamine (Rust) is several times faster than openpyxl and does not expand XML entities.
             with pd.ExcelFile(path, engine="calamine") as book:
                 sheet_name = _pick_sheet(book, sheet, path)
-                frame = book.parse(sheet_name, header=header_row - 1)
+                frame = pd.read_excel(book, sheet_name, header=header_row - 1, **text_as_text)
+            unit, first = "Excel row", header_row + 1
     except InputError:
         raise
     except Exception as exc:  # every parser has its own exception types; all mean "cannot read"
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        if "entit" in detail.lower():  # calamine: "unrecognized entity"; defusedxml: EntitiesForbidden
+            raise _entities_refused(path) from exc
         raise InputError([Problem(
-            f"{path}: cannot be read as {suffix} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+            f"{path}: cannot be read as {suffix} ({type(exc).__name__}: {detail})",
             "check that the file opens in Excel, then save it again",
         )]) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
-    frame.index = pd.RangeIndex(header_row + 1, header_row + 1 + len(frame), name="row")
-    return frame, sheet_name
+    frame.index = pd.RangeIndex(first, first + len(frame), name="row")
+    return frame, sheet_name, unit
 
 
 def _pick_sheet(book: pd.ExcelFile, sheet: str | int | None, path: Path) -> str:
@@ -131,23 +160,25 @@ def _pick_sheet(book: pd.ExcelFile, sheet: str | int | None, path: Path) -> str:
     raise InputError([Problem(f"{path}: no sheet {sheet!r}; sheets present: {', '.join(names)}", "pass --sheet NAME")])
 
 
-def pick_columns(frame: pd.DataFrame, cfg: DataSettings) -> tuple[str, str, list[str]]:
+def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[str, str, list[str]]:
     """The time column and target: as configured, or the only plausible candidate; notes say which."""
     columns = list(frame.columns)
     notes: list[str] = []
     missing = [c for c in (cfg.time_column, cfg.target, *cfg.features) if c is not None and c not in columns]
     if missing:
         raise InputError([Problem(
-            f"column {name!r} not found; columns present: {', '.join(columns)}",
-            "check the spelling, or pass --sheet/--header-row if the data is elsewhere",
+            f"{where}: column {name!r} not found; columns present: {', '.join(columns)}",
+            "check the spelling (--time-col, --target, data.features), or pass --sheet/--header-row "
+            "if the table is elsewhere",
         ) for name in missing])
     time_col = cfg.time_column or _only(
         [c for c in columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
         or [c for c in columns if c.lower() in TIME_NAMES],
-        "time column", "--time-col", columns,
+        "time column", "--time-col", columns, where,
     )
     numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c])]
-    target = cfg.target or _only([c for c in numeric if c not in cfg.features], "target column", "--target", columns)
+    target = cfg.target or _only([c for c in numeric if c not in cfg.features], "target column", "--target",
+                                 columns, where)
     if not cfg.time_column:
         notes.append(f"time column: {time_col!r} (auto-detected)")
     if not cfg.target:
@@ -155,11 +186,93 @@ def pick_columns(frame: pd.DataFrame, cfg: DataSettings) -> tuple[str, str, list
     return time_col, target, notes
 
 
-def _only(candidates: list[str], what: str, flag: str, columns: list[str]) -> str:
+def _only(candidates: list[str], what: str, flag: str, columns: list[str], where: str) -> str:
     if len(candidates) == 1:
         return candidates[0]
     found = f"candidates: {', '.join(candidates)}" if candidates else f"columns present: {', '.join(columns)}"
-    raise InputError([Problem(f"cannot tell which is the {what} ({found})", f"pass {flag} NAME")])
+    raise InputError([Problem(f"{where}: cannot tell which is the {what} ({found})", f"pass {flag} NAME")])
+
+
+def _head_rows(path: Path) -> dict[str | None, list[list[str]]]:
+    """The first rows of every sheet (of the file, for CSV) as text, for finding a misplaced header."""
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", errors="replace") as fh:
+            return {None: [row for row, _ in zip(csv.reader(fh), range(HEADER_SEARCH_ROWS))]}
+    if path.suffix.lower() == ".parquet":
+        return {}
+    with pd.ExcelFile(path, engine="calamine") as book:
+        return {str(name): pd.read_excel(book, name, header=None, nrows=HEADER_SEARCH_ROWS, keep_default_na=False)
+                .astype(str).values.tolist() for name in book.sheet_names}
+
+
+def locate_header(path: Path, cfg: DataSettings) -> tuple[str | None, int] | None:
+    """The (sheet, 1-based row) of the first row naming every configured column (or, when none is
+    configured, a typical time column name), or None."""
+    wanted = {c for c in (cfg.time_column, cfg.target, *cfg.features) if c is not None}
+    for sheet, rows in _head_rows(path).items():
+        for number, cells in enumerate(rows, start=1):
+            names = {str(c).strip() for c in cells} - {""}
+            if wanted <= names if wanted else (len(names) > 1 and any(n.lower() in TIME_NAMES for n in names)):
+                return sheet, number
+    return None
+
+
+def _misplaced_header(path: Path, cfg: DataSettings, sheet: str | None, header_row: int) -> InputError | None:
+    """When the columns are not found: point at the sheet and row where they are, if they are near."""
+    try:
+        found = locate_header(path, cfg)
+    except Exception:  # the search is a courtesy; the original problem still stands
+        return None
+    if found is None or found == (sheet, header_row):
+        return None
+    at_sheet, at_row = found
+    flags = " ".join(([f"--sheet {at_sheet}"] if at_sheet != sheet else [])
+                     + ([f"--header-row {at_row}"] if at_row != 1 else []))
+    if at_sheet != sheet:
+        what = f"{path}: the data is on sheet {at_sheet!r}" + (f" (header on Excel row {at_row})" if at_row != 1 else "")
+        return InputError([Problem(f"{what}, not on sheet {sheet!r}", f"pass {flags}")])
+    unit = "line" if sheet is None else "Excel row"
+    above = "the rows above it hold a title" if at_row > header_row else "it is above the row given"
+    where = f"{path}" + (f", sheet {sheet!r}" if sheet else "")
+    return InputError([Problem(f"{where}: the header is on {unit} {at_row}, not {unit} {header_row} ({above})",
+                               f"pass --header-row {at_row}")])
+
+
+def excel_cell_values(path: Path, sheet: str, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The frame with its blank-looking cells replaced by what Excel holds there, when that is a formula
+    without a saved value ("=B2*2") or an error ("#DIV/0!"): pandas reads both as blanks, and neither
+    may be filled in as a gap. Only the blank cells are looked at (with openpyxl, read-only)."""
+    blank = {c: frame.index[frame[c].isna()] for c in columns}
+    if not any(len(rows) for rows in blank.values()):
+        return frame
+    import openpyxl  # parses through defusedxml when it is installed (a dependency), so entities stay refused
+
+    book = openpyxl.load_workbook(path, read_only=True, data_only=False)
+    try:
+        ws = book[sheet]
+        header_row = int(frame.index[0]) - 1
+        header = [str(c).strip() if c is not None else "" for c in next(ws.iter_rows(
+            min_row=header_row, max_row=header_row, values_only=True), ())]
+        wanted = {header.index(c) + 1: c for c in columns if c in header and len(blank[c])}
+        if not wanted:
+            return frame
+        lookups = {(r, col) for col, c in wanted.items() for r in blank[c]}
+        found = {}
+        rows = ws.iter_rows(min_row=min(r for r, _ in lookups), max_row=max(r for r, _ in lookups),
+                            min_col=min(wanted), max_col=max(wanted))
+        for cells in rows:
+            for cell in cells:
+                key = (getattr(cell, "row", None), getattr(cell, "column", None))
+                if key in lookups and cell.data_type in ("f", "e") and isinstance(cell.value, str):
+                    found[key] = cell.value
+    finally:
+        book.close()
+    if not found:
+        return frame
+    frame = frame.astype({wanted[col]: object for _, col in found})
+    for (row, col), value in found.items():
+        frame.at[row, wanted[col]] = value
+    return frame
 
 
 def read_table(path: Path, cfg: DataSettings) -> RawTable:
@@ -167,14 +280,23 @@ def read_table(path: Path, cfg: DataSettings) -> RawTable:
     path = Path(path)
     check_file(path)
     header_row = cfg.header_row or 1
-    frame, sheet = read_frame(path, cfg.sheet, header_row)
-    if frame.empty:
-        where = f"sheet {sheet!r}" if sheet else str(path)
-        raise InputError([Problem(f"{where} has no data rows below the header (Excel row {header_row})",
-                                  "put the data on the first sheet, or pass --sheet/--header-row")])
-    time_col, target, notes = pick_columns(frame, cfg)
+    try:
+        frame, sheet, unit = read_frame(path, cfg.sheet, header_row)
+    except InputError as exc:
+        # A title line above a CSV header makes the lines ragged, which pandas cannot parse.
+        raise (path.suffix.lower() == ".csv" and _misplaced_header(path, cfg, None, header_row)) or exc from None
+    where = f"{path}" + (f", sheet {sheet!r}" if sheet else "")
+    try:
+        if frame.empty:
+            raise InputError([Problem(f"{where} has no data rows below the header ({unit} {header_row})",
+                                      "pass --sheet/--header-row if the data is elsewhere, or export it again")])
+        time_col, target, notes = pick_columns(frame, cfg, where)
+    except InputError as exc:
+        raise _misplaced_header(path, cfg, sheet, header_row) or exc from None
     keep = [time_col, target, *cfg.features]
-    return RawTable(frame[keep], sheet, time_col, target, tuple(cfg.features), file_digest(path), tuple(notes))
+    if path.suffix.lower() in EXCEL_ZIP:
+        frame = excel_cell_values(path, sheet, frame, keep)
+    return RawTable(frame[keep], sheet, time_col, target, tuple(cfg.features), file_digest(path), tuple(notes), unit)
 
 
 def _content_key(context, parameters) -> str:

@@ -31,23 +31,33 @@ def raw_schema(time_column: str, value_columns: list[str]) -> pa.DataFrameSchema
 def series_schema(time_column: str, target: str, features: list[str], step: pd.Timedelta | None) -> pa.DataFrameSchema:
     """The typed series: unique, increasing, evenly spaced timestamps; finite values; a target that varies."""
     def spacing_ok(s: pd.Series) -> pd.Series:
-        if step is None:
+        # Judged in time order, so that unsorted or repeated rows are reported once (as such) rather
+        # than again as uneven spacing; and only once every timestamp is known. Positional, because
+        # rows inserted by `clean` have no Excel row number.
+        if step is None or s.isna().any():
             return pd.Series(True, index=s.index)
-        diff = s.diff()
-        return diff.isna() | (diff == step)
+        order = np.argsort(s.to_numpy(), kind="stable")
+        diff = np.diff(s.to_numpy()[order])
+        bad = np.zeros(len(s), dtype=bool)
+        bad[order[1:]] = (diff != np.timedelta64(0)) & (diff != step.to_timedelta64())
+        return pd.Series(~bad, index=s.index)
 
-    def increasing(s: pd.Series) -> pd.Series:
+    def not_backwards(s: pd.Series) -> pd.Series:
         diff = s.diff()
-        return diff.isna() | (diff > pd.Timedelta(0))
+        return diff.isna() | (diff >= pd.Timedelta(0))  # equal timestamps are duplicates, reported as such
+
+    def varies(s: pd.Series) -> bool:
+        finite = s[np.isfinite(s)]
+        return len(finite) < 2 or finite.std() > 0  # too few numbers is reported as blanks or text
 
     finite = pa.Check(lambda s: np.isfinite(s) | s.isna(), name="finite")
     return pa.DataFrameSchema(
         {
             time_column: pa.Column("datetime64[ns]", nullable=False, unique=True, checks=[
-                pa.Check(increasing, name="increasing"),
-                pa.Check(spacing_ok, name="regular"),
+                pa.Check(not_backwards, name="increasing"),
+                pa.Check(spacing_ok, name="regular", ignore_na=False),
             ]),
-            target: pa.Column(float, nullable=False, checks=[finite, pa.Check(lambda s: s.std() > 0, name="varies")]),
+            target: pa.Column(float, nullable=False, checks=[finite, pa.Check(varies, name="varies")]),
         }
         | {c: pa.Column(float, nullable=False, checks=[finite]) for c in features},
         name="CleanSeries",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from prefect import task
@@ -52,13 +53,12 @@ class Summary:
 
 
 def infer_step(times: pd.Series) -> tuple[pd.Timedelta | None, str]:
-    """The series' step: pandas' frequency if it has one, else the most common spacing."""
-    times = times.dropna()
+    """The series' step: pandas' frequency if it has one, else the most common spacing (in time order)."""
+    times = times.dropna().drop_duplicates().sort_values()
     if len(times) < 3:
         return None, "unknown"
-    freq = pd.infer_freq(times) if times.is_monotonic_increasing and times.is_unique else None
+    freq = pd.infer_freq(times)
     diffs = times.diff().dropna()
-    diffs = diffs[diffs > pd.Timedelta(0)]
     if diffs.empty:
         return None, "unknown"
     if freq and diffs.nunique() > 1:
@@ -67,96 +67,182 @@ def infer_step(times: pd.Series) -> tuple[pd.Timedelta | None, str]:
     return step, freq or pd.tseries.frequencies.to_offset(step).freqstr
 
 
-def _rows(cases: pd.DataFrame) -> str:
-    rows = [int(r) for r in cases["index"] if pd.notna(r)]
-    shown = ", ".join(map(str, rows[:EXAMPLES]))
-    more = f" and {len(rows) - EXAMPLES} more" if len(rows) > EXAMPLES else ""
-    return (f"row {shown}" if len(rows) == 1 else f"rows {shown}{more}") if rows else "(whole column)"
+def rows_text(rows, unit: str) -> str:
+    """'Excel rows 102-113, 200 and 4 more': runs of consecutive rows, at most EXAMPLES of them."""
+    rows = sorted({int(r) for r in rows if pd.notna(r)})
+    runs: list[list[int]] = []
+    for r in rows:
+        if runs and r == runs[-1][1] + 1:
+            runs[-1][1] = r
+        else:
+            runs.append([r, r])
+    shown = ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs[:EXAMPLES])
+    more = sum(b - a + 1 for a, b in runs[EXAMPLES:])
+    return f"{unit}{'s' if len(rows) > 1 else ''} {shown}" + (f" and {more} more" if more else "") if rows else ""
 
 
-def _cells(cases: pd.DataFrame) -> str:
-    quoted = [f"{v!r}" + (f" (row {int(r)})" if pd.notna(r) else "")
+def count(n: int, noun: str) -> str:
+    """'1 cell', '3 cells'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def step_text(step: pd.Timedelta) -> str:
+    """'1 hour', '15 minutes': a step as people say it."""
+    for unit, seconds in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        n = step.total_seconds() / seconds
+        if n >= 1 and n == int(n):
+            return count(int(n), unit)
+    return str(step)
+
+
+def longest_run(rows) -> int:
+    """The most consecutive row numbers among `rows`."""
+    rows = sorted({int(r) for r in rows if pd.notna(r)})
+    best = run = 0
+    for i, r in enumerate(rows):
+        run = run + 1 if i and r == rows[i - 1] + 1 else 1
+        best = max(best, run)
+    return best
+
+
+def _cells(cases: pd.DataFrame, unit: str) -> str:
+    quoted = [f"{v if isinstance(v, pd.Timestamp) else repr(v)}" + (f" ({unit} {int(r)})" if pd.notna(r) else "")
               for v, r in zip(cases["failure_case"], cases["index"])][:EXAMPLES]
     more = f" and {len(cases) - EXAMPLES} more" if len(cases) > EXAMPLES else ""
     return ", ".join(quoted) + more
 
 
-# check name -> (what is wrong, what to do); {col}, {n}, {cells}, {rows} are filled in.
-MESSAGES = {
-    "parseable_time": ("column {col!r}: {n} cell(s) are not dates/times: {cells}", "correct those cells"),
-    "numeric": ("column {col!r}: {n} cell(s) hold text, not numbers: {cells}", "correct or clear those cells"),
-    "not_nullable": ("column {col!r}: {n} blank cell(s) at {rows}",
-                     "fill them in, or set data.fill_gaps=N to interpolate runs of up to N blanks"),
-    "field_uniqueness": ("column {col!r}: {n} duplicate timestamp(s): {cells}", "remove the duplicate rows"),
-    "increasing": ("column {col!r}: timestamps go backwards at {rows}",
-                   "sort the rows by time (or set data.sort=true)"),
-    "regular": ("column {col!r}: uneven spacing at {rows}", "make the timestamps evenly spaced"),
-    "finite": ("column {col!r}: {n} infinite value(s): {cells}", "replace them with real numbers"),
-    "varies": ("column {col!r}: the target is constant (zero variance)", "choose a target that varies"),
-}
+# What Excel shows in a cell whose formula failed; ingest puts them where pandas saw a blank.
+EXCEL_ERRORS = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA",
+                "#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!")
 
 
-def _problems(errors: pa.errors.SchemaErrors, skip: set[tuple[str, int]]) -> list[Problem]:
+def _text_problems(cases: pd.DataFrame, unit: str) -> list[tuple[str, str]]:
+    """Text in a number column, told apart: Excel errors, formulas without saved values, other text."""
+    text = cases["failure_case"].astype(str).str.strip()
+    errors, formulas = text.isin(EXCEL_ERRORS), text.str.startswith("=")
+    other = cases[~errors & ~formulas]
+    problems = []
+    if errors.any():
+        problems.append((f"{count(errors.sum(), 'cell')} hold Excel errors: {_cells(cases[errors], unit)}",
+                         "fix the formulas that give these errors in Excel, or clear the cells"))
+    if formulas.any():
+        problems.append((f"{count(formulas.sum(), 'formula cell')} have no saved values "
+                         f"({rows_text(cases[formulas]['index'], unit)}, e.g. {text[formulas].iloc[0]!r})",
+                         "open the file in Excel and save it (Excel then stores the computed values), "
+                         "or paste the values over the formulas"))
+    if len(other):
+        decimal_comma = other["failure_case"].astype(str).str.fullmatch(r"\s*-?\d+,\d+\s*").any()
+        problems.append((f"{count(len(other), 'cell')} hold text, not numbers: {_cells(other, unit)}",
+                         "write numbers with a decimal point (12.5, not 12,5), or clear those cells"
+                         if decimal_comma else "correct or clear those cells"))
+    return problems
+
+
+def _duplicates(cases: pd.DataFrame, unit: str) -> list[tuple[str, str]]:
+    groups = [f"{stamp} at {rows_text(group['index'], unit)}"
+              for stamp, group in cases.groupby("failure_case", sort=True)]
+    more = f" and {len(groups) - EXAMPLES} more" if len(groups) > EXAMPLES else ""
+    return [(f"{len(cases)} rows share {count(len(groups), 'timestamp')}: {'; '.join(groups[:EXAMPLES])}{more}",
+             "remove the duplicate rows, or combine them into one row per timestamp")]
+
+
+def _blanks(cases: pd.DataFrame, unit: str, is_time: bool) -> list[tuple[str, str]]:
+    where, run = rows_text(cases["index"], unit), longest_run(cases["index"])
+    if is_time:
+        return [(f"{count(len(cases), 'blank timestamp')} at {where}", "fill in those timestamps, or delete the rows")]
+    return [(f"{count(len(cases), 'blank cell')} at {where}",
+             f"fill them in, or pass --set data.fill_gaps={run} to interpolate runs of up to {run} blank cells")]
+
+
+def _describe(check: str, cases: pd.DataFrame, unit: str, is_time: bool, step: str) -> list[tuple[str, str]]:
+    """One failed check on one column -> (what is wrong, what to do) pairs."""
+    rows = rows_text(cases["index"], unit)
+    if check == "numeric":
+        return _text_problems(cases, unit)
+    if check == "field_uniqueness":
+        return _duplicates(cases, unit)
+    if check == "not_nullable":
+        return _blanks(cases, unit, is_time)
+    simple = {
+        "parseable_time": (f"{count(len(cases), 'cell')} are not dates or times: {_cells(cases, unit)}",
+                           "correct those cells (for example 2016-07-01 13:00)"),
+        "increasing": (f"timestamps go backwards at {rows} (the rows are not in time order)",
+                       "sort the rows by time, or pass --set data.sort=true to have them sorted"),
+        "regular": (f"uneven spacing at {rows} (the step is {step} elsewhere)", "make the timestamps evenly spaced"),
+        "finite": (f"{count(len(cases), 'infinite value')}: {_cells(cases, unit)}", "replace them with real numbers"),
+        "varies": ("the target is constant (the same value on every row, zero variance)",
+                   "choose a target column that varies (--target)"),
+    }
+    return [simple.get(check, (f"check {check} failed at {rows}", ""))]
+
+
+def _problems(errors: pa.errors.SchemaErrors, skip: set[tuple[str, int]], where: str, unit: str,
+              time_column: str, step: str = "") -> list[Problem]:
     cases = errors.failure_cases
     cases = cases[[(c, int(i) if pd.notna(i) else None) not in skip for c, i in zip(cases["column"], cases["index"])]]
     problems = []
     for (col, check), group in cases.groupby(["column", "check"], sort=False):
         check = "parseable_time" if check.startswith("coerce_dtype") or check.startswith("dtype") else check
-        what, todo = MESSAGES.get(check, ("column {col!r}: check {check} failed at {rows}", ""))
-        problems.append(Problem(what.format(col=col, n=len(group), cells=_cells(group), rows=_rows(group), check=check), todo))
+        problems += [Problem(f"{where}, column {col!r}: {what}", todo)
+                     for what, todo in _describe(check, group, unit, col == time_column, step)]
     return problems
 
 
-def _gap_problems(times: pd.Series, step: pd.Timedelta | None, time_column: str) -> tuple[list[Problem], set]:
-    """Missing timestamps, as one message with the longest gaps, instead of one per uneven row."""
-    if step is None:
+def _gap_problems(times: pd.Series, step: pd.Timedelta | None, time_column: str, where: str,
+                  unit: str) -> tuple[list[Problem], set]:
+    """Missing timestamps, as one message with the longest gaps, instead of one per uneven row.
+
+    Judged in time order over distinct timestamps, and only when every timestamp is known."""
+    if step is None or times.isna().any():
         return [], set()
-    diff = times.diff()
-    missing = (diff / step) - 1
-    gap_rows = missing[(missing >= 1) & (missing == missing.round())]
-    if gap_rows.empty:
+    ordered = times.drop_duplicates().sort_values()
+    missing = (ordered.diff() / step - 1).to_numpy()
+    at = np.flatnonzero((missing >= 1) & (missing == np.round(missing)))
+    if not len(at):
         return [], set()
-    previous = times.shift(1)
-    examples = ", ".join(f"{int(n)} after {previous[r]} (before row {r})"
-                         for r, n in gap_rows.sort_values(ascending=False).head(EXAMPLES).items())
-    longest = int(gap_rows.max())
+    gaps = sorted(zip(missing[at], ordered.index[at], ordered.iloc[at - 1]), key=lambda g: -g[0])
+    examples = ", ".join(f"{int(n)} after {before} (before {unit} {row})" for n, row, before in gaps[:EXAMPLES])
+    longest = int(gaps[0][0])
     return [Problem(
-        f"column {time_column!r}: {int(gap_rows.sum())} missing timestamp(s) in {len(gap_rows)} gap(s): {examples}",
-        f"add the missing rows, or set data.fill_gaps={longest} to interpolate gaps of up to {longest} steps",
-    )], {(time_column, int(r)) for r in gap_rows.index}
+        f"{where}, column {time_column!r}: {count(int(missing[at].sum()), 'missing timestamp')} in "
+        f"{count(len(at), 'gap')} (the step is {step_text(step)}): {examples}",
+        f"add the missing rows, or pass --set data.fill_gaps={longest} to interpolate gaps of up to {longest} steps",
+    )], {(time_column, int(row)) for _, row, _ in gaps if pd.notna(row)}
 
 
 def validate_table(raw: RawTable, settings: Settings, source: str) -> tuple[pd.DataFrame, Summary]:
     """Typed series (DatetimeIndex; target, then features, as float) and its summary, or InputError."""
     values = [raw.target, *raw.features]
-    frame = raw.frame
+    frame, unit, time = raw.frame, raw.row_unit, raw.time_column
+    where = source + (f", sheet {raw.sheet!r}" if raw.sheet else "")
     problems: list[Problem] = []
     reported: set[tuple[str, int]] = set()
     try:
         raw_schema(raw.time_column, values).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        problems += _problems(exc, set())
+        problems += _problems(exc, set(), where, unit, time)
         reported = {(c, int(i)) for c, i in zip(exc.failure_cases["column"], exc.failure_cases["index"]) if pd.notna(i)}
 
     typed = pd.DataFrame({raw.time_column: pd.to_datetime(frame[raw.time_column], errors="coerce", format="mixed")}
                          | {c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in values})
     typed[raw.time_column] = typed[raw.time_column].astype("datetime64[ns]")
-    step, freq = infer_step(typed[raw.time_column])
-    gap_problems, gap_rows = _gap_problems(typed[raw.time_column], step, raw.time_column)
-    problems += gap_problems
+    step, freq = infer_step(typed[time])
+    gap_problems, gap_rows = _gap_problems(typed[time], step, time, where, unit)
     try:
         series_schema(raw.time_column, raw.target, list(raw.features), step).validate(typed, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        problems += _problems(exc, reported | gap_rows)
+        problems += _problems(exc, reported | gap_rows, where, unit, time, step_text(step) if step is not None else "")
+    problems += gap_problems
 
     needed = required_rows(settings)
     if len(typed) < needed:
         problems.append(Problem(
-            f"only {len(typed)} data rows; the split and window settings need at least {needed}",
+            f"{where}: only {len(typed)} data rows; the split and window settings need at least {needed}",
             "use more data, or lower window.input_length / window.horizon / the split sizes",
         ))
     if problems:
-        raise InputError([Problem(f"{source}: {p.what}", p.todo) for p in problems])
+        raise InputError(problems)
 
     series = typed.set_index(raw.time_column)
     summary = Summary(
