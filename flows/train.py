@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,12 @@ class TrainResult:
     metrics: dict[str, float]
 
 
+def backup_dir(run_id: str) -> Path:
+    """Where training saves each epoch, so that a retry of the training task resumes from the last one.
+    Keyed on the MLflow run: a task retry keeps it, a new flow run does not."""
+    return Path(tempfile.gettempdir()) / "lstm-pipeline-backup" / run_id
+
+
 def run_name(data: str, settings: Settings) -> str:
     """Tells runs apart in the MLflow UI's list: data file, L, H, model shape."""
     w, m = settings.window, settings.model
@@ -42,6 +50,8 @@ def run_name(data: str, settings: Settings) -> str:
 def train_flow(data: str, settings: Settings = Settings()) -> TrainResult:
     """Ingest, validate, split, normalize, window + train, evaluate, plot, track and register."""
     tracking.connect()
+    for stale in tracking.close_stale_runs(settings.tracking.experiment):
+        print(f"MLflow run {stale} was left RUNNING by a process that is gone; marked it KILLED")
     name = run_name(data, settings)
     run_id = tracking.start_run(settings.tracking.experiment, name,
                                 f"Stacked LSTM on {data}: {name}", {"prefect_flow_run_id": str(flow_run.id)})
@@ -52,7 +62,7 @@ def train_flow(data: str, settings: Settings = Settings()) -> TrainResult:
         series, summary = validate_data(raw, settings, data)
         bounds = split_bounds(len(series), settings.split)
         scaler, values = normalize_series(series, bounds)
-        model, history = train_model(values, bounds, settings, [tracking.epoch_logger(run_id)])
+        model, history = train_model(values, bounds, settings, [tracking.epoch_logger(run_id)], backup_dir(run_id))
         test = origins(bounds.test, settings.window, training=False)
         season = settings.evaluate.season or season_length(summary.frequency, summary.step)
         train_units = series[summary.target].to_numpy()[slice(*bounds.train)]
@@ -74,6 +84,7 @@ def train_flow(data: str, settings: Settings = Settings()) -> TrainResult:
         publish_report(metrics, run_id, settings.registry.model_name, version, name)
     except BaseException as exc:
         tracking.fail_run(run_id, exc)
+        shutil.rmtree(backup_dir(run_id), ignore_errors=True)
         raise
     tracking.end_run(run_id, ok=True)
     return TrainResult(run_id, settings.registry.model_name, version, metrics)

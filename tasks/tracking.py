@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -30,12 +31,43 @@ def tracking_uri() -> str:
 
 
 def connect() -> None:
-    """Point MLflow at the store (and create ./mlruns for the default one)."""
+    """Point MLflow at the store (and create ./mlruns for the default one). A SQLite store is made ready
+    for trainings that run at the same time; a tracking server must answer now, before any run starts."""
     uri = tracking_uri()
     if uri.startswith(f"sqlite:///{DEFAULT_STORE}/"):
         DEFAULT_STORE.mkdir(exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if uri.startswith("sqlite:///"):
+        _prepare_sqlite(Path(uri.removeprefix("sqlite:///")))
+    elif uri.startswith(("http://", "https://")):
+        # MLflow's own default (7 retries, backoff factor 2) waits about four minutes per call
+        # before it gives up on a server that is down; these give up after about ten seconds.
+        for name, value in HTTP_RETRIES.items():
+            os.environ.setdefault(name, value)
+        MlflowClient().search_experiments(max_results=1)
+
+
+HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def _prepare_sqlite(db: Path) -> None:
+    """Create or upgrade the store's tables under a file lock, then turn on write-ahead logging.
+
+    Two trainings that start at once on a new store would otherwise both run MLflow's migrations and
+    one would crash ("table ... already exists"); with WAL, readers do not wait for a writer, and
+    writers wait for each other (MLflow sets a 20 s busy timeout) instead of failing."""
+    import sqlite3
+    from contextlib import closing
+
+    from mlflow.utils.file_utils import ExclusiveFileLock
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with ExclusiveFileLock(f"{db}.lock"):
+        MlflowClient().search_experiments(max_results=1)  # the tracking store creates its tables
+        MlflowClient().search_registered_models(max_results=1)  # the registry checks them
+        with closing(sqlite3.connect(db, timeout=30)) as con:
+            con.execute("PRAGMA journal_mode=WAL")
 
 
 def experiment_id(name: str) -> str:
@@ -49,7 +81,12 @@ def experiment_id(name: str) -> str:
         # Artifacts beside the database; MLflow's own default is ./mlruns under whatever the
         # current directory of the process happens to be.
         location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id  # created by a training started at the same time
 
 
 def git_commit() -> str:
@@ -64,7 +101,7 @@ def start_run(experiment: str, name: str, description: str, tags: dict[str, str]
     run = MlflowClient().create_run(
         experiment_id(experiment), run_name=name,
         tags={"mlflow.note.content": description, "git_commit": git_commit(),
-              "mlflow.source.git.commit": git_commit(), **tags},
+              "mlflow.source.git.commit": git_commit(), **process_tags(), **tags},
     )
     return run.info.run_id
 
@@ -153,14 +190,70 @@ def end_run(run_id: str, ok: bool) -> None:
     MlflowClient().set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED))
 
 
+def process_tags() -> dict[str, str]:
+    """Which process owns a run, so that a later one can tell a killed run from a running one."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+def close_stale_runs(experiment: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of `experiment` whose process on this machine is gone (killed, or
+    it lost its tracking server before it could say FAILED); returns their ids. Runs started on other
+    machines are left alone: their processes cannot be seen from here."""
+    found = MlflowClient().get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    stale = []
+    for run in MlflowClient().search_runs([found.experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+        host, pid = run.data.tags.get("host"), run.data.tags.get("pid", "")
+        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid), run.info.start_time):
+            continue
+        MlflowClient().set_tag(run.info.run_id, "failure", f"its process (pid {pid} on {host}) ended without "
+                                                            "finishing the run; marked KILLED by a later training")
+        MlflowClient().set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        stale.append(run.info.run_id)
+    return stale
+
+
+def _alive(pid: int, run_start_ms: int) -> bool:
+    """Whether `pid` is still the process that started the run (not a later one given the same pid)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and process.create_time() * 1000 <= run_start_ms + 1000
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def unreachable(error: BaseException) -> str | None:
+    """A sentence for the user when `error` means the tracking server did not answer, else None."""
+    import requests
+
+    seen = error
+    while seen is not None:
+        if isinstance(seen, (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError)):
+            why = "connection refused" if "refused" in str(seen).lower() else type(seen).__name__
+            retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+            return f"cannot reach the MLflow tracking server at {tracking_uri()} ({why}, after {retries} retries)"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def fail_run(run_id: str, error: BaseException) -> None:
-    """Mark a run FAILED; bad input leaves its validation report beside it."""
+    """Mark a run FAILED; bad input leaves its validation report beside it. When the store itself is
+    what failed, the run stays RUNNING until the next training's `close_stale_runs` marks it, and the
+    original error is the one raised."""
     from tasks.errors import InputError
 
-    if isinstance(error, InputError):
-        log_text(run_id, "\n".join(map(str, error.problems)) + "\n", "validation_report.txt")
-    MlflowClient().set_tag(run_id, "failure", f"{type(error).__name__}: {str(error)[:500]}")
-    end_run(run_id, ok=False)
+    try:
+        if isinstance(error, InputError):
+            log_text(run_id, "\n".join(map(str, error.problems)) + "\n", "validation_report.txt")
+        MlflowClient().set_tag(run_id, "failure", f"{type(error).__name__}: {str(error)[:500]}")
+        end_run(run_id, ok=False)
+    except Exception as exc:  # noqa: BLE001 - whatever the store raises, the caller re-raises `error`
+        print(f"could not mark MLflow run {run_id} FAILED ({type(exc).__name__}); the next training will")
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)

@@ -152,7 +152,8 @@ def _blanks(cases: pd.DataFrame, unit: str, is_time: bool) -> list[tuple[str, st
     if is_time:
         return [(f"{count(len(cases), 'blank timestamp')} at {where}", "fill in those timestamps, or delete the rows")]
     return [(f"{count(len(cases), 'blank cell')} at {where}",
-             f"fill them in, or pass --set data.fill_gaps={run} to interpolate runs of up to {run} blank cells")]
+             f"fill in the blanks, or pass --set data.fill_gaps={run} to interpolate runs of up to {run} "
+             "missing steps")]
 
 
 def _describe(check: str, cases: pd.DataFrame, unit: str, is_time: bool, step: str) -> list[tuple[str, str]]:

@@ -34,7 +34,7 @@ def test_valid_workbook_gives_a_typed_hourly_series(valid_workbook, tiny_setting
              "(before Excel row 502); add the missing rows, or pass --set data.fill_gaps=5"),
     ("irregular_spacing", "column 'date': uneven spacing at Excel rows 202, 207 (the step is 1 hour elsewhere)"),
     ("constant_target", "column 'OT': the target is constant"),
-    ("blank_run", "column 'OT': 12 blank cells at Excel rows 102-113; fill them in, or pass --set data.fill_gaps=12"),
+    ("blank_run", "column 'OT': 12 blank cells at Excel rows 102-113; fill in the blanks, or pass --set data.fill_gaps=12"),
     ("error_cells", "column 'OT': 2 cells hold Excel errors: '#DIV/0!' (Excel row 62), '#N/A' (Excel row 63)"),
     ("formulas_no_cache", "column 'OT': 720 formula cells have no saved values (Excel rows 2-721"),
     ("too_short", "only 30 data rows; the split and window settings need at least"),
