@@ -109,6 +109,67 @@ def train(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: Tar
     typer.echo(f"model: {result.model_name} version {result.version}")
     typer.echo(f"test_mse: {result.metrics['test_mse']:.4f} (repeat {result.metrics['repeat_test_mse']:.4f}, "
                f"seasonal naive {result.metrics['seasonal_naive_test_mse']:.4f})")
+    typer.echo(f"promotion: {result.promotion}")
+
+
+@app.command()
+def forecast(data: Data,
+             model: Annotated[str, typer.Option(help="Model URI: models:/NAME@ALIAS or models:/NAME/VERSION")]
+             = "models:/lstm-forecaster@champion",
+             out: Annotated[Optional[Path], typer.Option(help="Forecast table, .csv or .xlsx (default: DATA's name + "
+                                                             "-forecast.csv, here); the plot goes beside it (.png)")] = None,
+             sheet: Sheet = None, header_row: HeaderRow = None,
+             config: Annotated[Optional[Path], typer.Option(help="YAML config file")] = None,
+             set_: Annotated[list[str], typer.Option("--set", help="Override: section.key=value")] = []) -> None:
+    """Forecast the H steps after the end of DATA with a registered model, with prediction intervals."""
+    from tasks.settings import load_settings
+
+    with user_errors():
+        settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row)])
+        from flows.forecast import forecast_flow
+
+        result = forecast_flow(str(data), model, str(out) if out else None, settings)
+    typer.echo(f"model: {result.model}\nforecast: {result.table}  plot: {result.plot}\nrun_id: {result.run_id}")
+    typer.echo(result.forecast.to_string(index=False))
+
+
+@app.command()
+def promote(data: Annotated[Optional[Path], typer.Argument(help="Data for the gate: its newest rows are scored")] = None,
+            version: Annotated[Optional[str], typer.Option(help="Version to promote (default: the 'challenger')")] = None,
+            force: Annotated[bool, typer.Option("--force", help="Make --version the champion without the gate")] = False,
+            rollback: Annotated[bool, typer.Option("--rollback", help="Give 'champion' back to the version it replaced")]
+            = False,
+            reason: Annotated[str, typer.Option(help="Why, recorded on the model version")] = "from the command line",
+            sheet: Sheet = None, header_row: HeaderRow = None,
+            config: Annotated[Optional[Path], typer.Option(help="YAML config file")] = None,
+            set_: Annotated[list[str], typer.Option("--set", help="Override: section.key=value")] = []) -> None:
+    """The champion/challenger gate on DATA; or --version N --force; or --rollback."""
+    from tasks.errors import Problem
+    from tasks.settings import load_settings
+
+    with user_errors():
+        settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row)])
+        name = settings.registry.model_name
+        from tasks import promote as gate
+        from tasks import tracking
+
+        tracking.connect()
+        if rollback and (force or version):
+            raise InputError([Problem("--rollback takes no --version or --force", "run one or the other")])
+        if rollback:
+            before, after = gate.rollback_champion(name, reason)
+            typer.echo(f"{name}: champion rolled back from version {before} to version {after}")
+        elif force:
+            if version is None:
+                raise InputError([Problem("--force needs --version N", "name the version to make champion")])
+            before = gate.force_champion(name, version, reason)
+            typer.echo(f"{name}: champion is version {version} (was {before or 'none'})")
+        else:
+            if data is None:
+                raise InputError([Problem("the gate needs DATA to score on", "lstm-pipeline promote DATA [--version N]")])
+            from flows.promote import promote_flow
+
+            typer.echo(f"{name} {promote_flow(name, str(data), settings, version)}")
 
 
 stack_app = typer.Typer(help="The local stack: Prefect server, MLflow server, worker and deployments.",

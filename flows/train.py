@@ -10,12 +10,15 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.promote import promote_flow
 from tasks import tracking
 from tasks.clean import clean_data
 from tasks.evaluate import evaluate_model, season_length
 from tasks.ingest import read_workbook
+from tasks.intervals import calibrate_intervals
 from tasks.normalize import normalize_series
 from tasks.plot import make_figures
+from tasks.promote import GateResult
 from tasks.pyfunc import package_model
 from tasks.report import publish_report
 from tasks.settings import Settings
@@ -31,6 +34,7 @@ class TrainResult:
     model_name: str
     version: str
     metrics: dict[str, float]
+    promotion: GateResult
 
 
 def backup_dir(run_id: str) -> Path:
@@ -48,7 +52,8 @@ def run_name(data: str, settings: Settings) -> str:
 
 @flow(name="train", log_prints=True)
 def train_flow(data: str, settings: Settings = Settings()) -> TrainResult:
-    """Ingest, validate, split, normalize, window + train, evaluate, plot, track and register."""
+    """Ingest, validate, split, normalize, window + train, calibrate intervals, evaluate, plot, track and
+    register; then the promotion gate, with the new version as the challenger."""
     tracking.connect()
     for stale in tracking.close_stale_runs(settings.tracking.experiment):
         print(f"MLflow run {stale} was left RUNNING by a process that is gone; marked it KILLED")
@@ -63,11 +68,12 @@ def train_flow(data: str, settings: Settings = Settings()) -> TrainResult:
         bounds = split_bounds(len(series), settings.split)
         scaler, values = normalize_series(series, bounds)
         model, history = train_model(values, bounds, settings, [tracking.epoch_logger(run_id)], backup_dir(run_id))
+        halfwidth = calibrate_intervals(model, values, bounds, settings, scaler)
         test = origins(bounds.test, settings.window, training=False)
         season = settings.evaluate.season or season_length(summary.frequency, summary.step)
         train_units = series[summary.target].to_numpy()[slice(*bounds.train)]
-        metrics, test_pred = evaluate_model(model, values, test, settings.window, scaler, train_units, season)
-        packaged = package_model(model, summary, scaler, settings, series)
+        metrics, test_pred = evaluate_model(model, values, test, settings.window, scaler, train_units, season, halfwidth)
+        packaged = package_model(model, summary, scaler, settings, series, halfwidth)
         figures = make_figures(series, summary.target, test, scaler.inverse_target(test_pred),
                                packaged["output_example"], history, name)
         version = tracking.track_run(
@@ -87,4 +93,5 @@ def train_flow(data: str, settings: Settings = Settings()) -> TrainResult:
         shutil.rmtree(backup_dir(run_id), ignore_errors=True)
         raise
     tracking.end_run(run_id, ok=True)
-    return TrainResult(run_id, settings.registry.model_name, version, metrics)
+    gate = promote_flow(settings.registry.model_name, data, settings, version)
+    return TrainResult(run_id, settings.registry.model_name, version, metrics, gate)

@@ -72,13 +72,22 @@ def mase_scale(train_target: np.ndarray, season: int) -> float:
     return float(np.mean(np.abs(train_target[s:] - train_target[:-s])))
 
 
+def interval_metrics(true_units: np.ndarray, pred_units: np.ndarray, halfwidth: np.ndarray) -> dict[str, float]:
+    """Share of (window, step) truths inside `forecast ± halfwidth` [H], and the mean interval width."""
+    inside = np.abs(true_units - pred_units) <= np.asarray(halfwidth)[None, :]
+    return {"test_interval_coverage": float(np.mean(inside)), "test_interval_width_units": float(2 * np.mean(halfwidth))}
+
+
 def evaluate_forecasts(values: np.ndarray, starts: range, y_pred: np.ndarray, scaler: Scaler,
-                       train_target_units: np.ndarray, season: int) -> dict[str, float]:
-    """The DESIGN.md metrics for the model, Repeat and seasonal naive on the same windows."""
+                       train_target_units: np.ndarray, season: int, halfwidth: list[float] | None = None) -> dict[str, float]:
+    """The DESIGN.md metrics for the model, Repeat and seasonal naive on the same windows; with the
+    intervals' per-step half-widths (units), also their empirical coverage."""
     horizon = y_pred.shape[1]
     y_true = target_windows(values, starts, horizon)  # [windows, H]
     scale = mase_scale(train_target_units, season)
     metrics = score(y_true, y_pred, scaler, scale)
+    if halfwidth is not None:
+        metrics |= interval_metrics(scaler.inverse_target(y_true), scaler.inverse_target(y_pred), halfwidth)
     for name, forecast in (("repeat", repeat_forecast(values, starts, horizon)),
                            ("seasonal_naive", seasonal_naive_forecast(values, starts, horizon, season))):
         metrics |= {f"{name}_{k}": v for k, v in score(y_true, forecast, scaler, scale).items()}
@@ -94,6 +103,7 @@ def forecast_windows(model: keras.Model, values: np.ndarray, starts: range, cfg:
 
 @task(cache_policy=NO_CACHE)
 def evaluate_model(model: keras.Model, values: np.ndarray, starts: range, cfg: WindowSettings, scaler: Scaler,
-                   train_target_units: np.ndarray, season: int) -> tuple[dict[str, float], np.ndarray]:
+                   train_target_units: np.ndarray, season: int,
+                   halfwidth: list[float] | None = None) -> tuple[dict[str, float], np.ndarray]:
     y_pred = forecast_windows(model, values, starts, cfg)
-    return evaluate_forecasts(values, starts, y_pred, scaler, train_target_units, season), y_pred
+    return evaluate_forecasts(values, starts, y_pred, scaler, train_target_units, season, halfwidth), y_pred

@@ -14,6 +14,17 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 
+def draw_future(ax, actual: pd.Series, future: pd.DataFrame, title: str) -> None:
+    """The forecast after the end of `actual`, with its prediction interval as a band when the model has one."""
+    if "lower" in future:
+        ax.fill_between(future["timestamp"], future["lower"], future["upper"], color="tab:orange", alpha=0.25, lw=0,
+                        label="prediction interval")
+    ax.plot(future["timestamp"], future["forecast"], color="tab:orange", lw=1.8, label=f"next {len(future)} steps")
+    ax.axvline(actual.index[-1], color="0.6", ls="--", lw=0.8)
+    ax.set(title=title, ylabel=actual.name)
+    ax.legend(loc="upper left")
+
+
 def plot_forecast(actual: pd.Series, test_index: pd.DatetimeIndex, test_forecast: np.ndarray,
                   future: pd.DataFrame, title: str) -> Figure:
     """Test period: actual vs forecasts from every H-th origin (so they tile without overlap);
@@ -26,10 +37,16 @@ def plot_forecast(actual: pd.Series, test_index: pd.DatetimeIndex, test_forecast
     for n, i in enumerate(tiles):
         ax.plot(test_index[i:i + horizon], test_forecast[i][: len(test_index[i:i + horizon])],
                 color="tab:blue", lw=1.2, label="test forecast (every H-th origin)" if n == 0 else None)
-    ax.plot(future["timestamp"], future["forecast"], color="tab:orange", lw=1.8, label=f"next {horizon} steps")
-    ax.axvline(actual.index[-1], color="0.6", ls="--", lw=0.8)
-    ax.set(title=title, ylabel=actual.name)
-    ax.legend(loc="upper left")
+    draw_future(ax, actual, future, title)
+    return fig
+
+
+def plot_future(actual: pd.Series, future: pd.DataFrame, title: str) -> Figure:
+    """The latest history (four horizons of it) and the forecast that continues it."""
+    fig, ax = plt.subplots(figsize=(10, 4), layout="constrained")
+    shown = actual.iloc[-4 * len(future):]
+    ax.plot(shown.index, shown.to_numpy(), color="0.35", lw=1, label="actual")
+    draw_future(ax, actual, future, title)
     return fig
 
 

@@ -1,7 +1,8 @@
 """The registered model: an MLflow pyfunc bundling the Keras model, the scaler and the window settings.
 
 `predict(frame of the latest >= L raw rows)` returns the next H values in raw units with their
-timestamps, so `mlflow models serve` and `mlflow.pyfunc.load_model` need nothing else.
+timestamps and prediction intervals (`lower`, `upper`), so `mlflow models serve` and
+`mlflow.pyfunc.load_model` need nothing else.
 """
 
 from __future__ import annotations
@@ -10,21 +11,31 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.normalize import Scaler
 from tasks.schemas import ForecastFrame
+from tasks.settings import WindowSettings
+
+
+def spec_scaler(spec: dict) -> Scaler:
+    return Scaler(**{k: tuple(v) for k, v in spec["scaler"].items()})
+
+
+def spec_window(spec: dict) -> WindowSettings:
+    return WindowSettings(input_length=spec["input_length"], horizon=spec["horizon"], mode=spec["mode"])
 
 
 def forecast_next(model, spec: dict, frame: pd.DataFrame) -> pd.DataFrame:
-    """Forecast the H steps after the last row of `frame`, in the target's units."""
+    """Forecast the H steps after the last row of `frame`, in the target's units, with intervals."""
     # Imported here: the model module needs Keras, and so does everything that calls this.
     from tasks.model import predict_horizon
 
     time_col, L, H = spec["time_column"], spec["input_length"], spec["horizon"]
-    scaler = Scaler(**{k: tuple(v) for k, v in spec["scaler"].items()})
+    scaler = spec_scaler(spec)
     missing = [c for c in (time_col, *scaler.columns) if c not in frame.columns]
     if missing:
         raise ValueError(f"input lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}")
@@ -37,7 +48,12 @@ def forecast_next(model, spec: dict, frame: pd.DataFrame) -> pd.DataFrame:
     x = scaler.transform(window)[None]  # [1, L, channels]
     y = predict_horizon(model, x, spec["mode"], H)[0]  # [H], normalized
     times = pd.date_range(window[time_col].iloc[-1], periods=H + 1, freq=spec["frequency"])[1:]
-    return ForecastFrame.validate(pd.DataFrame({"timestamp": times, "forecast": scaler.inverse_target(y)}))
+    forecast = scaler.inverse_target(y)
+    out = pd.DataFrame({"timestamp": times, "forecast": forecast})
+    if "interval" in spec:  # models registered before intervals existed have none
+        halfwidth = np.asarray(spec["interval"]["halfwidth"])
+        out = out.assign(lower=forecast - halfwidth, upper=forecast + halfwidth)
+    return ForecastFrame.validate(out)
 
 
 class LSTMForecaster(mlflow.pyfunc.PythonModel):
@@ -53,19 +69,21 @@ class LSTMForecaster(mlflow.pyfunc.PythonModel):
         return forecast_next(self.model, self.spec, pd.DataFrame(model_input))
 
 
-def model_spec(summary, scaler: Scaler, settings) -> dict:
-    """Everything besides the weights that a forecast needs, stored as JSON beside the Keras model."""
+def model_spec(summary, scaler: Scaler, settings, halfwidth: list[float]) -> dict:
+    """Everything besides the weights that a forecast needs, stored as JSON beside the Keras model;
+    `halfwidth`: the conformal intervals' per-step half-widths in the target's units (tasks/intervals.py)."""
     return {
         "time_column": summary.time_column, "target": summary.target, "features": list(summary.features),
         "frequency": summary.frequency, "input_length": settings.window.input_length,
         "horizon": settings.window.horizon, "mode": settings.window.mode, "scaler": scaler.to_dict(),
+        "interval": {"coverage": settings.evaluate.coverage, "halfwidth": list(halfwidth)},
     }
 
 
 @task(cache_policy=NO_CACHE)
-def package_model(keras_model, summary, scaler: Scaler, settings, series: pd.DataFrame) -> dict:
+def package_model(keras_model, summary, scaler: Scaler, settings, series: pd.DataFrame, halfwidth: list[float]) -> dict:
     """The pieces `track_run` logs as the pyfunc, with the forecast after the end of the data."""
-    spec = model_spec(summary, scaler, settings)
+    spec = model_spec(summary, scaler, settings, halfwidth)
     example = series.iloc[-settings.window.input_length:].reset_index()
     future = forecast_next(keras_model, spec, example)
     return {"keras_model": keras_model, "spec": spec, "input_example": example, "output_example": future,

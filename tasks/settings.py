@@ -62,6 +62,7 @@ class TrainSettings(_Section):
 
 class EvaluateSettings(_Section):
     season: int | None = None  # seasonal-naive period in steps; None: inferred from the frequency
+    coverage: float = 0.9  # prediction intervals' coverage (split-conformal on validation residuals)
 
 
 class TrackingSettings(_Section):
@@ -70,6 +71,14 @@ class TrackingSettings(_Section):
 
 class RegistrySettings(_Section):
     model_name: str = "lstm-forecaster"
+
+
+class PromotionSettings(_Section):
+    """The champion/challenger gate: both scored on the same windows of the newest data."""
+
+    margin: float = 0.01  # relative: the challenger's MSE must be below the champion's x (1 - margin)
+    require_beat_repeat: bool = True  # ... and below Repeat's (last value held) on the same windows
+    holdout: float | int | None = None  # newest rows scored: fraction < 1 or row count; None: as split.test
 
 
 class Settings(_Section):
@@ -81,6 +90,7 @@ class Settings(_Section):
     evaluate: EvaluateSettings = EvaluateSettings()
     tracking: TrackingSettings = TrackingSettings()
     registry: RegistrySettings = RegistrySettings()
+    promotion: PromotionSettings = PromotionSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -99,6 +109,11 @@ class Settings(_Section):
                 raise ValueError(f"split.{name}={count} rows is fewer than its windows need ({minimum})")
         if not 0 <= self.model.dropout < 1:
             raise ValueError("model.dropout must be in [0, 1)")
+        if not 0 < self.evaluate.coverage < 1 or not 0 <= self.promotion.margin < 1:
+            raise ValueError("evaluate.coverage must be in (0, 1) and promotion.margin in [0, 1)")
+        holdout = self.promotion.holdout
+        if holdout is not None and not (0 < holdout < 1 or holdout == int(holdout) >= H):
+            raise ValueError(f"promotion.holdout={holdout}: use a fraction below 1 or a whole row count >= window.horizon")
         if self.window.mode == "seq2seq" and (self.data.features or self.model.level != "none" or self.model.linear_skip):
             # Seq2seq forecasts by feeding its own predictions back, which needs a univariate window
             # and an output at every position.

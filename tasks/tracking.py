@@ -6,8 +6,10 @@ because Prefect may run tasks on worker threads.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -20,6 +22,8 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+
+from tasks.errors import InputError, Problem
 
 DEFAULT_STORE = Path("mlruns")
 CODE_DIR = Path(__file__).resolve().parent  # tasks/, shipped inside the model so it loads anywhere
@@ -186,8 +190,143 @@ def register_model(model_uri: str, name: str, run_id: str) -> str:
     return str(version.version)
 
 
+def _registry_error(name: str, what: str) -> InputError:
+    """`what` is missing from model `name`: the problem names the versions that do exist."""
+    versions = sorted(int(v.version) for v in MlflowClient().search_model_versions(f"name='{name}'"))
+    present = f"versions present: {', '.join(map(str, versions))}" if versions else "no model of that name is registered"
+    return InputError([Problem(f"model {name!r}: {what} ({present})", "check the name, version or alias (mlflow ui: Models)")])
+
+
+def model_version(name: str, version: str):
+    """A registered model version (MLflow's ModelVersion), or InputError."""
+    try:
+        return MlflowClient().get_model_version(name, str(version))
+    except mlflow.exceptions.MlflowException:
+        raise _registry_error(name, f"no version {version}") from None
+
+
+def resolve_model_uri(uri: str):
+    """The model version behind `models:/NAME@ALIAS` or `models:/NAME/VERSION`; None for other URIs
+    (runs:/..., a folder), which are loaded as they are."""
+    if not uri.startswith("models:/"):
+        return None
+    found = re.fullmatch(r"models:/([^/@]+)(?:@([^/@]+)|/(\d+))", uri)
+    if found is None:
+        raise InputError([Problem(f"model URI {uri!r} is not models:/NAME@ALIAS or models:/NAME/VERSION",
+                                  "e.g. models:/lstm-forecaster@champion")])
+    name, alias, version = found.groups()
+    if version:
+        return model_version(name, version)
+    try:
+        return MlflowClient().get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        raise _registry_error(name, f"no version has the alias {alias!r}") from None
+
+
+def logged_model_id(version) -> str | None:
+    """MLflow 3's id of the logged model behind a registered version (whose source is models:/<id>)."""
+    source = version.source or ""
+    return version.model_id or (source.removeprefix("models:/") if source.startswith("models:/m-") else None)
+
+
+def load_pyfunc(uri: str):
+    """The logged pyfunc at `uri` (loaded with this process's code), or InputError."""
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        raise InputError([Problem(f"cannot load model {uri}: {str(exc).splitlines()[0]}",
+                                  "pass a registered model, e.g. models:/lstm-forecaster@champion")]) from exc
+
+
+def actor() -> str:
+    """Who changes the registry, for its audit tags."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        MlflowClient().set_tag(run_id, key, value)
+
+
+def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        MlflowClient().set_model_version_tag(name, version, key, str(value))
+
+
+def _append_log(name: str, version: str, line: str) -> None:
+    log = MlflowClient().get_model_version(name, version).tags.get("alias_log")
+    set_version_tags(name, version, {"alias_log": f"{log}\n{line}" if log else line})
+
+
+def move_alias(name: str, alias: str, version: str, reason: str, tags: dict[str, str] | None = None) -> None:
+    """Point `alias` at `version`. Who, when and why go on the version's tags (`{alias}_by`, `{alias}_at`,
+    `{alias}_reason`, plus `tags`) and, one line per change, into the `alias_log` tag of this version and
+    of the one that held the alias before: the registry's audit trail."""
+    before = alias_run(name, alias)
+    when, who = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"), actor()
+    MlflowClient().set_registered_model_alias(name, alias, version)
+    set_version_tags(name, version, {f"{alias}_by": who, f"{alias}_at": when, f"{alias}_reason": reason, **(tags or {})})
+    _append_log(name, version, f"{when} {alias} set by {who}: {reason}")
+    if before and before[0] != version:
+        _append_log(name, before[0], f"{when} {alias} moved to version {version} by {who}: {reason}")
+
+
+def drop_alias(name: str, alias: str) -> None:
+    MlflowClient().delete_registered_model_alias(name, alias)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
+def track_forecast(experiment: str, name: str, tags: dict[str, str], params: dict, model_id: str | None,
+                   files: list[Path]) -> str:
+    """A finished forecast run: the model used (tags, and MLflow's link to the logged model), the data
+    (params) and the forecast's table and plot; returns its run id."""
+    from mlflow.entities import LoggedModelInput
+
+    run_id = start_run(experiment, name, f"Forecast with {tags['model_uri']}", {"run_type": "forecast", **tags})
+    log_params(run_id, params)
+    if model_id:
+        MlflowClient().log_inputs(run_id, models=[LoggedModelInput(model_id)])
+    for path in files:
+        MlflowClient().log_artifact(run_id, str(path))
+    end_run(run_id, ok=True)
+    return run_id
+
+
 def end_run(run_id: str, ok: bool) -> None:
     MlflowClient().set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED))
+
+
+def last_training_digest(experiment: str) -> str | None:
+    """The data digest of the newest successful training run in `experiment`, if any."""
+    found = MlflowClient().get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = MlflowClient().search_runs([found.experiment_id], "tags.run_type = 'train' and attributes.status = 'FINISHED'",
+                                      order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].data.params.get("data.digest") if runs else None
+
+
+def alias_run(model_name: str, alias: str = "champion") -> tuple[str, str] | None:
+    """(version, run_id) of the model version holding `alias`, or None."""
+    try:
+        version = MlflowClient().get_model_version_by_alias(model_name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return str(version.version), version.run_id
+
+
+def load_dict(run_id: str, filename: str) -> dict | None:
+    """A JSON/YAML artifact of a run, or None when the run has no such file."""
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{filename}")
+    except (mlflow.exceptions.MlflowException, OSError):
+        return None
+
+
+def log_drift(run_id: str, drift: dict) -> None:
+    """The retrain flow's comparison with the champion's data, on the run it triggered."""
+    log_dict(run_id, drift, "drift.json")
+    log_metrics(run_id, {"drift_psi": drift["psi"], "drift_mean_shift": drift["mean_shift_in_std"]})
 
 
 def process_tags() -> dict[str, str]:
@@ -245,8 +384,6 @@ def fail_run(run_id: str, error: BaseException) -> None:
     """Mark a run FAILED; bad input leaves its validation report beside it. When the store itself is
     what failed, the run stays RUNNING until the next training's `close_stale_runs` marks it, and the
     original error is the one raised."""
-    from tasks.errors import InputError
-
     try:
         if isinstance(error, InputError):
             log_text(run_id, "\n".join(map(str, error.problems)) + "\n", "validation_report.txt")
@@ -259,7 +396,7 @@ def fail_run(run_id: str, error: BaseException) -> None:
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
 def track_run(run_id: str, params: dict, metrics: dict, dataset: dict, artifacts: dict, figures: dict,
               model: dict) -> str:
-    """Record a finished run and register its model; returns the new model version.
+    """Record a finished run and register its model as the `challenger`; returns the new model version.
 
     Registration comes last, so a run that fails anywhere before it leaves no model version.
     """
@@ -271,4 +408,6 @@ def track_run(run_id: str, params: dict, metrics: dict, dataset: dict, artifacts
     for filename, figure in figures.items():
         log_figure(run_id, figure, filename)
     uri = log_model(run_id, model["keras_model"], model["spec"], model["input_example"], model["output_example"])
-    return register_model(uri, model["name"], run_id)
+    version = register_model(uri, model["name"], run_id)
+    move_alias(model["name"], "challenger", version, f"new version from training run {run_id}")
+    return version

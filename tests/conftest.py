@@ -55,3 +55,21 @@ def tiny_settings():
         "model": {"layers": 2, "units": 8},
         "train": {"epochs": 2, "batch_size": 32, "patience": 0},
     })
+
+
+@pytest.fixture(scope="session")
+def champion_model(prefect_server, valid_workbook):
+    """(settings, data, TrainResult) of a tiny model trained once; the gate at the end of training made
+    its version 1 the champion. Tests read it; none moves its aliases."""
+    from flows.train import train_flow
+    from tasks.settings import parse_settings
+
+    settings = parse_settings({
+        "data": {"target": "OT"}, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
+        "window": {"input_length": 24, "horizon": 6}, "model": {"layers": 1, "units": 8},
+        "train": {"epochs": 2, "batch_size": 32, "patience": 0, "learning_rate": 0.01},
+        "tracking": {"experiment": "champion-test"}, "registry": {"model_name": "champion-test-model"},
+        # With no champion yet, any finite challenger passes, whether or not 2 epochs beat Repeat.
+        "promotion": {"require_beat_repeat": False},
+    })
+    return settings, valid_workbook, train_flow(str(valid_workbook), settings)
