@@ -300,12 +300,13 @@ def read_table(path: Path, cfg: DataSettings) -> RawTable:
 
 
 def _content_key(context, parameters) -> str:
-    """Cache ingestion by what the file holds, not where it lies (a renamed copy hits the cache), and by
-    this module's code: the cache outlives the process, and a table read by older code is not valid."""
-    if not Path(parameters["path"]).is_file():
+    """Cache ingestion by what the file holds and how it is read (its suffix), not where it lies (a
+    renamed copy hits the cache); and by this module's code, since the cache outlives the process."""
+    path = Path(parameters["path"])
+    if not path.is_file():
         return None  # nothing to cache; the task itself says what is wrong
-    options = hashlib.sha256(parameters["cfg"].model_dump_json().encode() + Path(__file__).read_bytes())
-    return f"read_workbook-{file_digest(Path(parameters['path']))}-{options.hexdigest()[:16]}"
+    how = parameters["cfg"].model_dump_json().encode() + path.suffix.lower().encode() + Path(__file__).read_bytes()
+    return f"read_workbook-{file_digest(path)}-{hashlib.sha256(how).hexdigest()[:16]}"
 
 
 def _transient(task, task_run, state) -> bool:

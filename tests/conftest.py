@@ -43,6 +43,15 @@ def prefect_server():
         yield
 
 
+@pytest.fixture(scope="session")
+def cli_env(prefect_server) -> dict[str, str]:
+    """Environment for `lstm-pipeline` subprocesses: the session's MLflow store (inherited) and Prefect
+    test server, so that each command does not start a Prefect server of its own (~10 s)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONWARNINGS": "ignore"}
+
+
 @pytest.fixture
 def tiny_settings():
     """Small enough to train in seconds on the 720-row fixture."""

@@ -120,3 +120,15 @@ def test_entities_are_refused_by_the_parser_too(tmp_path, catalogue):
             zout.writestr(info.filename, data)
     with pytest.raises(InputError, match="declares XML entities"):
         read_table(path, DataSettings(target="OT"))
+
+
+def test_the_cache_key_follows_content_and_suffix_not_path(tmp_path, catalogue):
+    """A CSV renamed .xlsx has the CSV's bytes: it must not be served the CSV's cached table."""
+    from tasks.ingest import _content_key
+
+    cfg = DataSettings(target="OT")
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(catalogue["valid_csv"].read_bytes())
+    key = {name: _content_key(None, {"path": path, "cfg": cfg})
+           for name, path in [("csv", catalogue["valid_csv"]), ("copy", copy), ("renamed", catalogue["csv_renamed"])]}
+    assert key["csv"] == key["copy"] != key["renamed"]
