@@ -10,6 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import tracking
+from tasks.clean import clean_table
 from tasks.errors import InputError, Problem
 from tasks.export import write_table
 from tasks.ingest import file_digest, read_table
@@ -65,11 +66,11 @@ def _same_frequency(a: str, b: str) -> bool:
 
 def read_model_input(path: Path, cfg: DataSettings, spec: dict, extra_features: tuple[str, ...] = ()
                      ) -> tuple[pd.DataFrame, Summary]:
-    """DATA read and validated as training does, with the model's time column, target and features
-    (plus `extra_features`); it must hold at least the model's L rows, at the model's frequency."""
+    """DATA read, cleaned (as far as `cfg` asks) and validated as training does, with the model's time
+    column, target and features (plus `extra_features`); it must hold the model's L rows, at its frequency."""
     columns = cfg.model_copy(update={"time_column": spec["time_column"], "target": spec["target"],
                                      "features": tuple(dict.fromkeys([*spec["features"], *extra_features]))})
-    raw = read_table(Path(path), columns)
+    raw = clean_table(read_table(Path(path), columns), columns)
     # validate_table's row minimum is the one training splits need; a forecast needs only L rows,
     # checked below, so validate with the smallest windows and splits.
     input_only = Settings(data=columns, window=WindowSettings(input_length=1, horizon=1),

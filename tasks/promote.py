@@ -81,11 +81,14 @@ def score_candidates(series: pd.DataFrame, challenger: Forecaster, champion: For
         raise InputError(problems)
     target = series[[spec["target"]]].to_numpy()  # [rows, 1], units
     truth = target_windows(target, starts, spec["horizon"])  # [windows, H]
-    scores = {"gate_challenger_mse": float(np.mean((forecast_units(challenger, series, starts) - truth) ** 2)),
-              "gate_repeat_mse": float(np.mean((repeat_forecast(target, starts, spec["horizon"]) - truth) ** 2)),
-              "gate_windows": float(len(starts))}
+
+    def mse(forecast: np.ndarray) -> float:
+        return float(np.mean((forecast - truth) ** 2))
+
+    scores = {"gate_challenger_mse": mse(forecast_units(challenger, series, starts)),
+              "gate_repeat_mse": mse(repeat_forecast(target, starts, spec["horizon"])), "gate_windows": float(len(starts))}
     if champion is not None:
-        scores["gate_champion_mse"] = float(np.mean((forecast_units(champion, series, starts) - truth) ** 2))
+        scores["gate_champion_mse"] = mse(forecast_units(champion, series, starts))
     return scores
 
 

@@ -72,6 +72,15 @@ def test_bad_data_is_refused_before_any_run(champion_model, catalogue, tmp_path)
     assert not (tmp_path / "f.csv").exists()
 
 
+def test_data_is_cleaned_as_far_as_the_settings_ask_as_in_training(champion_model, catalogue, tmp_path):
+    settings, _, _ = champion_model
+    with pytest.raises(InputError, match="missing timestamp"):
+        forecast_flow(str(catalogue["gaps"]), _champion_uri(champion_model), str(tmp_path / "f.csv"), settings)
+    filling = settings.model_copy(update={"data": settings.data.model_copy(update={"fill_gaps": 5})})
+    result = forecast_flow(str(catalogue["gaps"]), _champion_uri(champion_model), str(tmp_path / "f.csv"), filling)
+    assert len(result.forecast) == 6
+
+
 def test_daily_data_for_an_hourly_model_is_refused(champion_model, tmp_path):
     settings, data, _ = champion_model
     daily = pd.read_excel(data, engine="calamine").iloc[:60]
