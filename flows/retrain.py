@@ -1,17 +1,21 @@
-"""Scheduled retraining: pick up the newest workbook, check it, compare it with the champion's data, and
-retrain (with the promotion gate at the end of training) unless its content is unchanged."""
+"""The scheduled flows: retrain on the newest workbook (unless its content is unchanged; the promotion gate
+runs at the end of training), then forecast from it with the champion."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from prefect import flow
 
+from flows.forecast import forecast_flow
 from flows.train import train_flow
 from tasks import tracking
 from tasks.clean import clean_data
 from tasks.discover import find_newest_workbook
 from tasks.drift import report_drift
+from tasks.forecast import DEFAULT_MODEL_URI
 from tasks.ingest import read_workbook
 from tasks.settings import load_settings
 from tasks.validate import validate_data
@@ -37,3 +41,14 @@ def retrain_flow(data_dir: str = "data", pattern: str = "*.xlsx", config: str | 
         tracking.log_drift(result.run_id, drift.to_dict())
     return {"status": "trained", "data": str(data), "digest": raw.digest, "run_id": result.run_id,
             "version": result.version, "drift": drift.to_dict() if drift else None}
+
+
+@flow(name="forecast-newest", log_prints=True)
+def forecast_newest_flow(data_dir: str = "data", pattern: str = "*.xlsx", model_uri: str = DEFAULT_MODEL_URI,
+                         out_dir: str = "outputs/forecasts", config: str | None = None,
+                         overrides: list[str] | None = None):
+    """Forecast the steps after the newest workbook in `data_dir`; files go to `out_dir`, one per run."""
+    settings = load_settings(Path(config) if config else None, overrides or [])
+    data = find_newest_workbook(data_dir, pattern)
+    out = Path(out_dir) / f"{data.stem}-forecast-{pd.Timestamp.now():%Y%m%d-%H%M%S}.csv"
+    return forecast_flow(str(data), model_uri, str(out), settings)

@@ -13,6 +13,7 @@ from prefect.runtime import flow_run
 from flows.promote import promote_flow
 from tasks import tracking
 from tasks.clean import clean_data
+from tasks.drift import profile
 from tasks.evaluate import evaluate_model, season_length
 from tasks.ingest import read_workbook
 from tasks.intervals import calibrate_intervals
@@ -59,7 +60,7 @@ def train_flow(data: str, settings: Settings = Settings()) -> TrainResult:
         print(f"MLflow run {stale} was left RUNNING by a process that is gone; marked it KILLED")
     name = run_name(data, settings)
     run_id = tracking.start_run(settings.tracking.experiment, name,
-                                f"Stacked LSTM on {data}: {name}", {"prefect_flow_run_id": str(flow_run.id)})
+                                f"Stacked LSTM on {data}: {name}", {"prefect_flow_run_id": str(flow_run.id), "run_type": "train"})
     print(f"MLflow run {run_id} ({name})")
     try:
         raw = read_workbook(Path(data), settings.data)
@@ -83,7 +84,8 @@ def train_flow(data: str, settings: Settings = Settings()) -> TrainResult:
             metrics=metrics,
             dataset={"series": series, "source": str(Path(data).resolve()), "digest": raw.digest, "target": summary.target},
             artifacts={"config.yaml": settings.model_dump(mode="json"), "validation_summary.json": summary.to_dict(),
-                       "scaler.json": scaler.to_dict(), "history.json": history},
+                       "scaler.json": scaler.to_dict(), "history.json": history,
+                       "data_profile.json": profile(series, summary.target, bounds.train)},
             figures=figures,
             model=packaged,
         )
