@@ -5,7 +5,10 @@ Each server runs on a free port with a temporary home; a triggered `retrain` run
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -152,3 +155,16 @@ def test_redeploy_changes_and_removes_schedules(running, tmp_path):
     changed.write_text(yaml.safe_dump(spec))
     stack_mod.deploy(running, changed, ROOT)
     assert _schedules(running, "retrain/retrain") == []
+
+
+def test_commands_run_in_the_stack_folder_use_its_servers(running, incoming):
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "train", str(incoming / "station.xlsx"),
+         "--config", str(running.home.parent / "tiny.yaml"), "--set", "tracking.experiment=stack-cli"],
+        cwd=running.home.parent, env=env | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(tracking_uri=running.mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name("stack-cli").experiment_id])
+    assert len(runs) == 1
+    assert _api(running, "GET", f"/flow_runs/{runs[0].data.tags['prefect_flow_run_id']}")["state"]["type"] == "COMPLETED"
