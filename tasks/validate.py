@@ -39,13 +39,20 @@ class Summary:
     step: str
     notes: tuple[str, ...]
 
+    def _step(self) -> str:
+        try:
+            return step_text(pd.Timedelta(self.step))
+        except ValueError:  # a calendar frequency (months, years) has no fixed length
+            return self.step
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
         lines = [
             f"{self.source}" + (f" [sheet {self.sheet}]" if self.sheet else ""),
-            f"  rows: {self.rows}  from {self.start} to {self.end}  every {self.step} (frequency {self.frequency}), no gaps",
+            f"  rows: {self.rows}  from {self.start} to {self.end}  every {self._step()} (frequency {self.frequency}), "
+            "no gaps",
             f"  time column: {self.time_column}  target: {self.target}"
             + (f"  features: {', '.join(self.features)}" if self.features else ""),
         ]
