@@ -139,6 +139,12 @@ def read_frame(path: Path, sheet: str | int | None, header_row: int) -> tuple[pd
         detail = str(exc).splitlines()[0] if str(exc) else ""
         if "entit" in detail.lower():  # calamine: "unrecognized entity"; defusedxml: EntitiesForbidden
             raise _entities_refused(path) from exc
+        if "larger than its declared" in detail:  # calamine stops inflating at the size the zip declares
+            raise InputError([Problem(
+                f"{path}: refused: a part of the workbook inflates past the size its zip headers declare, "
+                "which is what a disguised decompression bomb (or a damaged file) does",
+                "export the data again from Excel, or as .csv",
+            )]) from exc
         raise InputError([Problem(
             f"{path}: cannot be read as {suffix} ({type(exc).__name__}: {detail})",
             "check that the file opens in Excel, then save it again",
