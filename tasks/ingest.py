@@ -299,6 +299,8 @@ def read_table(path: Path, cfg: DataSettings) -> RawTable:
         time_col, target, notes = pick_columns(frame, cfg, where)
     except InputError as exc:
         raise _misplaced_header(path, cfg, sheet, header_row) or exc from None
+    if header_row > 1:
+        notes.append(f"header on {unit} {header_row}; the {header_row - 1} row(s) above it are not read")
     keep = [time_col, target, *cfg.features]
     if path.suffix.lower() in EXCEL_ZIP:
         frame = excel_cell_values(path, sheet, frame, keep)

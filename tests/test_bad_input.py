@@ -65,7 +65,7 @@ REFUSED = {
 # case, options, what the summary must say: the options that handle a case rather than refuse it
 HANDLED = [
     ("data_on_second_sheet", ["--sheet", "load"], "[sheet load]"),
-    ("title_rows", ["--header-row", "3"], "rows: 720"),
+    ("title_rows", ["--header-row", "3"], "header on Excel row 3; the 2 row(s) above it are not read"),
     ("unsorted", ["--set", "data.sort=true"], "data.sort: sorted the rows by time (10 rows moved: Excel rows 402-411)"),
     ("gaps", ["--set", "data.fill_gaps=5"], "data.fill_gaps=5: inserted 5 missing timestamps in 1 gap"),
     ("blank_run", ["--set", "data.fill_gaps=12"],
