@@ -65,7 +65,8 @@ class LSTMForecaster(mlflow.pyfunc.PythonModel):
         self.model = keras.saving.load_model(context.artifacts["keras_model"])
         self.spec = json.loads(Path(context.artifacts["spec"]).read_text())
 
-    def predict(self, context, model_input, params=None):
+    # The DataFrame hint tells MLflow the model validates its own input (against the logged signature).
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return forecast_next(self.model, self.spec, pd.DataFrame(model_input))
 
 
