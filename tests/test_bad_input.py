@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 CLI = Path(sys.executable).parent / "lstm-pipeline"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 # case -> fragments of its message(s) on stderr
 REFUSED = {
@@ -83,18 +84,20 @@ class Done:
 
 
 def run_cli(*args, env=None, cwd=None, timeout=300) -> Done:
-    """`lstm-pipeline ARGS` as a user runs it; also its peak memory (from the kernel's rusage of that child)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([str(CLI), *map(str, args)], stdout=out, stderr=err, cwd=cwd,
-                                env=env or os.environ | {"PYTHONWARNINGS": "ignore"})
-        watchdog = threading.Timer(timeout, proc.kill)  # a hang fails the test instead of the suite
-        watchdog.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        watchdog.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    """`lstm-pipeline ARGS` as a user runs it; also its peak memory (tests/fixtures/peak_rss.py)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r") as peak:
+        proc = subprocess.Popen([sys.executable, str(FIXTURES / "peak_rss.py"), peak.name, str(CLI), *map(str, args)],
+                                stdout=out, stderr=err, cwd=cwd, env=env or os.environ | {"PYTHONWARNINGS": "ignore"},
+                                start_new_session=True)
+        try:
+            proc.wait(timeout)  # a hang fails the test instead of the suite
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
         out.seek(0)
         err.seek(0)
-        return Done(proc.returncode, out.read(), err.read(), usage.ru_maxrss / 1024)
+        return Done(proc.returncode, out.read(), err.read(), int(peak.read() or 0) / 1024)
 
 
 def _in_parallel(jobs: dict, workers: int = 4) -> dict:
