@@ -102,10 +102,11 @@ def git_commit() -> str:
 
 
 def start_run(experiment: str, name: str, description: str, tags: dict[str, str]) -> str:
+    commit = git_commit()
     run = MlflowClient().create_run(
         experiment_id(experiment), run_name=name,
-        tags={"mlflow.note.content": description, "git_commit": git_commit(),
-              "mlflow.source.git.commit": git_commit(), **process_tags(), **tags},
+        tags={"mlflow.note.content": description, "git_commit": commit, "mlflow.source.git.commit": commit,
+              **process_tags(), **tags},
     )
     return run.info.run_id
 
