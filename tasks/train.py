@@ -12,6 +12,7 @@ import tensorflow as tf
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
+from tensorflow.python.framework import config as tf_config
 
 from tasks.model import build_model
 from tasks.settings import Settings
@@ -21,10 +22,23 @@ from tasks.window import make_windows, origins
 LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "huber"}
 
 
-def seed_everything(seed: int) -> None:
-    """Repeatable CPU runs: one seed for Python, NumPy and TF, and deterministic TF kernels."""
+def seed_everything(seed: int, xla: bool = False) -> None:
+    """Repeatable CPU runs: one seed for Python, NumPy and TF, and deterministic TF kernels; or, when XLA
+    compiles the training step, XLA's CPU kernels (Keras refuses XLA while op determinism is on)."""
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if xla:
+        tf_config.disable_op_determinism()  # not exported by TF; one process may train both ways
+    else:
+        tf.config.experimental.enable_op_determinism()
+
+
+def limit_threads(threads: int) -> None:
+    """Threads per TF op (0: TF's default). TF fixes the number at its first op, so a process that has
+    already run TF keeps what it had."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
 
 
 class ProgressLog(keras.callbacks.Callback):
@@ -42,27 +56,79 @@ class ProgressLog(keras.callbacks.Callback):
         self.logger.info("epoch %d/%d  %s  (%.1fs)", epoch + 1, self.epochs, scores, time.perf_counter() - self.started)
 
 
+# The least-squares start's ridge penalty, relative to the inputs' mean square: just enough to keep the
+# solve well posed (with level=last the window's last value is always 0).
+RIDGE = 1e-3
+
+
+def solve_linear_skip(model: keras.Model, windows: tf.data.Dataset) -> None:
+    """Set the skip path to the least-squares map from level-shifted windows to level-shifted targets.
+
+    Gradient descent gets there only slowly, and on ETTh1 that map is as good as the ridge baseline;
+    starting from it (with the LSTM's head at zero) leaves the LSTM only what a linear map misses. The
+    sums are accumulated batch by batch: memory is [L+1, L+1], whatever the length of the series.
+    """
+    gram, cross = 0.0, 0.0
+    for x, y in windows:
+        _, target, level = model.get_layer("level")(x)  # [batch, L], [batch, 1]
+        a = np.hstack([np.asarray(target, np.float64), np.ones((len(level), 1))])  # [batch, L+1]: bias column
+        gram = gram + a.T @ a  # [L+1, L+1]
+        cross = cross + a.T @ (np.asarray(y, np.float64) - np.asarray(level, np.float64))  # [L+1, H]
+    L = gram.shape[0] - 1
+    penalty = RIDGE * np.trace(gram[:L, :L]) / L * np.eye(L + 1)
+    penalty[L, L] = 0.0  # the bias is not shrunk
+    w = np.linalg.lstsq(gram + penalty, cross, rcond=None)[0]
+    model.get_layer("linear").set_weights([w[:L].astype(np.float32), w[L].astype(np.float32)])
+
+
+class EarlyStoppingFromStart(keras.callbacks.EarlyStopping):
+    """Early stopping on val_loss that counts the starting weights as a candidate: when no epoch beats
+    their val_loss, training ends with them (a least-squares start is often hard to beat)."""
+
+    def __init__(self, start_loss: float, patience: int):
+        super().__init__(patience=patience, restore_best_weights=True)
+        self.start_loss = start_loss
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.best, self.best_weights = self.start_loss, self.model.get_weights()
+
+
 def fit_model(values: np.ndarray, bounds: Bounds, settings: Settings, callbacks: list = (),
               backup_dir: Path | None = None) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Train on the train split, early-stop on the val split; returns the best model and its history."""
-    seed_everything(settings.train.seed)
+    """Train on the train split, early-stop on the val split; returns the best model and its history
+    (per epoch `loss`, `val_loss`; and `val_loss_start`, before the first epoch)."""
     w, t = settings.window, settings.train
-    train = make_windows(values, origins(bounds.train, w), w, t.batch_size, shuffle_seed=t.seed)
+    limit_threads(t.threads)
+    seed_everything(t.seed, xla=t.jit_compile)
+    train_origins = origins(bounds.train, w)
+    train = make_windows(values, train_origins, w, t.batch_size, shuffle_seed=t.seed)
     val = make_windows(values, origins(bounds.val, w), w, max(t.batch_size, 256))
     model = build_model(settings, channels=values.shape[1])
+    if settings.model.linear_skip and w.mode == "direct":
+        solve_linear_skip(model, make_windows(values, train_origins, w, 1024))
     model.compile(optimizer=keras.optimizers.Adam(t.learning_rate), loss=LOSSES[t.loss])
+    # XLA is switched on the model rather than passed to compile(): compile's arguments are saved with
+    # the model, and a loaded model should not XLA-compile again for every new batch shape it forecasts.
+    model.jit_compile = t.jit_compile
+    start_loss = float(model.evaluate(val, verbose=0))
     cbs = list(callbacks)
     if t.patience:
-        cbs.append(keras.callbacks.EarlyStopping(patience=t.patience, restore_best_weights=True))
+        cbs.append(EarlyStoppingFromStart(start_loss, t.patience))
     if backup_dir is not None:
         # A retried task resumes from its last finished epoch instead of starting over.
         cbs.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
     history = model.fit(train, validation_data=val, epochs=t.epochs, callbacks=cbs, verbose=0, shuffle=False)
-    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    model.jit_compile = False
+    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()} | {"val_loss_start": [start_loss]}
 
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def train_model(values: np.ndarray, bounds: Bounds, settings: Settings, callbacks: list = (),
                 backup_dir: Path | None = None) -> tuple[keras.Model, dict[str, list[float]]]:
-    progress = ProgressLog(get_run_logger(), settings.train.epochs)
-    return fit_model(values, bounds, settings, [progress, *callbacks], backup_dir)
+    logger = get_run_logger()
+    model, history = fit_model(values, bounds, settings, [ProgressLog(logger, settings.train.epochs), *callbacks],
+                               backup_dir)
+    if settings.train.patience and min(history["val_loss"]) >= history["val_loss_start"][0]:
+        logger.info("kept the starting weights: no epoch beat their val_loss %.4f", history["val_loss_start"][0])
+    return model, history

@@ -44,3 +44,26 @@ def test_training_lowers_the_loss_and_is_repeatable():
     assert "val_loss" in history
     _, again = fit_model(values, bounds, s)
     np.testing.assert_allclose(again["loss"], history["loss"], rtol=1e-5)
+
+
+def test_least_squares_start_is_kept_when_no_epoch_beats_it():
+    # A sinusoid is a linear recurrence: the least-squares start forecasts it almost exactly, whatever its
+    # level. Adam at lr 0.5 can only make it worse, so training ends with the starting weights.
+    s = parse_settings({"window": {"input_length": 24, "horizon": 6}, "model": {"layers": 1, "units": 4},
+                        "train": {"epochs": 2, "batch_size": 32, "patience": 1, "learning_rate": 0.5}})
+    values = (np.sin(2 * np.pi * np.arange(400) / 24) + 5).astype(np.float32)[:, None]
+    model, history = fit_model(values, Bounds((0, 300), (300, 350), (350, 400)), s)
+    assert history["val_loss_start"][0] < 1e-3 < min(history["val_loss"])
+    x = np.stack([values[t - 24:t] for t in range(350, 395)])  # [45, 24, 1]
+    y = np.stack([values[t:t + 6, 0] for t in range(350, 395)])
+    assert np.mean((predict_horizon(model, x, "direct", 6) - y) ** 2) < 1e-3
+
+
+def test_xla_training_is_repeatable():
+    s = parse_settings({"window": {"input_length": 16, "horizon": 4}, "model": {"layers": 1, "units": 4},
+                        "train": {"epochs": 2, "batch_size": 32, "patience": 0, "jit_compile": True}})
+    values, bounds = _series(200), Bounds((0, 150), (150, 175), (175, 200))
+    model, history = fit_model(values, bounds, s)
+    _, again = fit_model(values, bounds, s)
+    np.testing.assert_allclose(again["loss"], history["loss"], rtol=1e-6)
+    assert not model.jit_compile  # the trained model forecasts without compiling each batch shape anew
