@@ -102,7 +102,9 @@ def fit_model(values: np.ndarray, bounds: Bounds, settings: Settings, callbacks:
     limit_threads(t.threads)
     seed_everything(t.seed, xla=t.jit_compile)
     train_origins = origins(bounds.train, w)
-    train = make_windows(values, train_origins, w, t.batch_size, shuffle_seed=t.seed)
+    # XLA compiles once per batch shape: a last, smaller batch would cost a second compile (seconds).
+    train = make_windows(values, train_origins, w, t.batch_size, shuffle_seed=t.seed,
+                         drop_remainder=t.jit_compile and len(train_origins) > t.batch_size)
     val = make_windows(values, origins(bounds.val, w), w, max(t.batch_size, 256))
     model = build_model(settings, channels=values.shape[1])
     if settings.model.linear_skip and w.mode == "direct":

@@ -25,8 +25,10 @@ def origins(segment: tuple[int, int], cfg: WindowSettings, training: bool = True
 
 
 def make_windows(values: np.ndarray, starts: range, cfg: WindowSettings, batch_size: int,
-                 training: bool = True, shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """Batches of (x [batch, L, channels], y [batch, H] or [batch, L]) from `values` [rows, channels]."""
+                 training: bool = True, shuffle_seed: int | None = None,
+                 drop_remainder: bool = False) -> tf.data.Dataset:
+    """Batches of (x [batch, L, channels], y [batch, H] or [batch, L]) from `values` [rows, channels];
+    `drop_remainder` leaves out a last, smaller batch (reshuffled, its windows come back next epoch)."""
     series = tf.constant(values, dtype=tf.float32)  # [rows, channels]; column 0 is the target
     target = series[:, 0]
     lookback = tf.range(-cfg.input_length, 0, dtype=tf.int64)
@@ -41,7 +43,7 @@ def make_windows(values: np.ndarray, starts: range, cfg: WindowSettings, batch_s
     ds = tf.data.Dataset.range(starts.start, starts.stop)
     if shuffle_seed is not None:
         ds = ds.shuffle(len(starts), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def target_windows(values: np.ndarray, starts: range, horizon: int) -> np.ndarray:

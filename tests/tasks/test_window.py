@@ -48,3 +48,10 @@ def test_shuffled_windows_cover_every_origin_once():
     ds = make_windows(VALUES, starts, cfg, batch_size=7, shuffle_seed=1)
     firsts = sorted(int(x[0, -1, 0]) + 1 for xb, _ in ds for x in xb.numpy()[:, None])
     assert firsts == list(starts)
+
+
+def test_drop_remainder_keeps_only_full_batches():
+    cfg = WindowSettings(input_length=5, horizon=2)
+    starts = origins((0, 40), cfg)  # 34 windows: 4 full batches of 7, 6 left out
+    ds = make_windows(VALUES, starts, cfg, batch_size=7, shuffle_seed=1, drop_remainder=True)
+    assert [len(x) for x, _ in ds] == [7, 7, 7, 7]
