@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -102,14 +103,33 @@ def train(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: Tar
 
     with user_errors():
         settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row)], preset)
-        from flows.train import train_flow
-
+        server = _start_prefect_server()
+        try:
+            from flows.train import train_flow  # TensorFlow, MLflow: ~10 s of imports, beside the server's start
+        finally:
+            server.join()
         result = train_flow(str(data), settings)
     typer.echo(f"run_id: {result.run_id}")
     typer.echo(f"model: {result.model_name} version {result.version}")
     typer.echo(f"test_mse: {result.metrics['test_mse']:.4f} (repeat {result.metrics['repeat_test_mse']:.4f}, "
                f"seasonal naive {result.metrics['seasonal_naive_test_mse']:.4f})")
     typer.echo(f"promotion: {result.promotion}")
+
+
+def _start_prefect_server() -> threading.Thread:
+    """With no PREFECT_API_URL, a flow's first call starts Prefect's temporary server and waits for it
+    (5-10 s). Started here, in the background, the wait overlaps the imports; `join` before the flow."""
+    from prefect.settings import PREFECT_API_URL
+
+    def start():
+        if not PREFECT_API_URL.value():
+            from prefect.server.api.server import SubprocessASGIServer
+
+            SubprocessASGIServer().start()  # the instance the flow's client will find, already up
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    return thread
 
 
 @app.command()
