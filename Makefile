@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test test-quick install ui stack
+.PHONY: run test test-quick install ui stack bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,6 @@ ui: $(STAMP)  ## the MLflow UI on the local store
 
 stack: $(STAMP)  ## the local stack for scheduled retraining (stop it with: .venv/bin/lstm-pipeline stack down)
 	$(BIN)/lstm-pipeline stack up
+
+bench: $(STAMP)  ## the ETTh1 benchmark, speed, overhead and scale (~30 min); updates BENCHMARKS.md
+	$(BIN)/python -m bench.run --write

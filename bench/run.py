@@ -1,0 +1,359 @@
+"""The benchmark: the ETTh1 protocol of DESIGN.md through `lstm-pipeline train` (default configuration,
+only L, H, the split, the target and where runs are recorded set), training speed, whole-command
+overhead and scale. Prints the tables; `--write` also puts them in BENCHMARKS.md.
+
+    .venv/bin/python -m bench.run [--parts accuracy,speed,overhead,scale] [--data data/ETTh1.xlsx] [--write]
+
+Every command runs as a subprocess of its own, with its peak memory measured by a small launcher, and
+records into a bench-only MLflow store (a temporary folder unless --store), never ./mlruns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench import protocol
+from bench.bigbook import hourly_series, write_workbook
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = Path(sys.executable)
+CLI = PYTHON.with_name("lstm-pipeline")
+PEAK_RSS = ROOT / "tests" / "fixtures" / "peak_rss.py"  # forks the command from a small process
+PARTS = ("accuracy", "speed", "overhead", "scale")
+SCALE_ROWS = 1_000_000
+LIMITS = {"seed_seconds": 60, "validate_seconds": 30, "validate_peak_gb": 1.5, "epoch_ratio": 0.5}
+
+
+@dataclass
+class Finished:
+    argv: list[str]
+    started: float  # time.time() at launch
+    wall: float
+    peak_mb: float
+    returncode: int
+    out: str  # stdout and stderr, interleaved
+
+    def require(self) -> Finished:
+        if self.returncode != 0:
+            raise SystemExit(f"command failed ({self.returncode}): {' '.join(self.argv)}\n{self.out[-3000:]}")
+        return self
+
+
+def measure(argv: list, env: dict | None = None) -> Finished:
+    """Run a command from the repo's folder; wall time and peak resident memory."""
+    argv = [str(a) for a in argv]
+    with tempfile.NamedTemporaryFile("r") as peak:
+        started, clock = time.time(), time.perf_counter()
+        done = subprocess.run([str(PYTHON), str(PEAK_RSS), peak.name, *argv], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wall = time.perf_counter() - clock
+        peak_kb = int(peak.read() or 0)
+    return Finished(argv, started, wall, peak_kb / 1024, done.returncode, done.stdout)
+
+
+def train(data: Path, env: dict, overrides: list[str], preset: str | None = None) -> tuple[Finished, str]:
+    argv = [CLI, "train", data, "--target", "OT", *(a for o in overrides for a in ("--set", o))]
+    done = measure(argv + (["--preset", preset] if preset else []), env).require()
+    return done, re.search(r"^run_id: (\w+)$", done.out, re.M).group(1)
+
+
+def store_env(store: Path) -> dict:
+    """The bench's own MLflow store; Prefect's temporary server, as a user without a server gets."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    return env | {"MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
+
+
+def run_metrics(env: dict, run_id: str) -> dict[str, float]:
+    """Metrics of a run, read back from the bench's store through MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"]).get_run(run_id).data.metrics
+
+
+# --- accuracy ------------------------------------------------------------------------------------------
+
+def protocol_overrides(horizon: int) -> list[str]:
+    return [f"window.input_length={protocol.L}", f"window.horizon={horizon}",
+            *(f"split.{k}={v}" for k, v in protocol.SPLIT.items()),
+            "tracking.experiment=bench", f"registry.model_name=bench-etth1-h{horizon}"]
+
+
+def accuracy(data: Path, env: dict) -> dict:
+    z = protocol.zscore(read_target(data))
+    out = {}
+    for horizon in protocol.HORIZONS:
+        done, run_id = train(data, env, protocol_overrides(horizon))
+        m = run_metrics(env, run_id)
+        mine = protocol.naive(z, horizon)
+        # The script's own Repeat must equal the product's: the same windows, the same scaling.
+        assert abs(mine["repeat"][0] - m["repeat_test_mse"]) < 1e-6, (mine["repeat"], m["repeat_test_mse"])
+        out[horizon] = {
+            "model": (m["test_mse"], m["test_mae"]),
+            "repeat": (m["repeat_test_mse"], m["repeat_test_mae"]),
+            "seasonal_naive": (m["seasonal_naive_test_mse"], m["seasonal_naive_test_mae"]),
+            "ridge": protocol.ridge(z, horizon), "train_seconds": done.wall, "run_id": run_id,
+            "epochs": epochs_trained(done.out),
+        }
+    return out
+
+
+def read_target(data: Path) -> np.ndarray:
+    frame = pd.read_csv(data) if data.suffix == ".csv" else pd.read_excel(data, engine="calamine")
+    return frame["OT"].to_numpy(np.float64)
+
+
+def epochs_trained(out: str) -> int:
+    return len(re.findall(r" - epoch \d+/\d+ ", out))
+
+
+# --- speed -----------------------------------------------------------------------------------------------
+
+def epoch_times(data: Path, epochs: int = 3, rounds: int = 2) -> dict:
+    """Plain Keras and the product, alternating, each in a fresh process; epoch 1 (tracing) left out."""
+    times = {how: {"wall": [], "cpu": []} for how in ("plain", "product")}
+    for _ in range(rounds):
+        for how in ("plain", "product"):
+            done = measure([PYTHON, "-m", "bench.timing", how, data, "--epochs", epochs]).require()
+            result = json.loads(done.out.strip().splitlines()[-1])
+            for kind in ("wall", "cpu"):
+                times[how][kind] += result[kind][1:]
+    return times | {"windows": result["windows"]}
+
+
+def speed(data: Path, env: dict) -> dict:
+    times = epoch_times(data)
+    seed, _ = train(data, env, ["tracking.experiment=bench", "registry.model_name=bench-seed"], preset="seed")
+    return {"epochs": times, "seed": {"seconds": seed.wall, "peak_mb": seed.peak_mb, "phases": phases(seed)}}
+
+
+# --- overhead --------------------------------------------------------------------------------------------
+
+STAMP = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) \| \w+ +\| (.*)$", re.M)
+GROUPS = {  # task name -> phase; tasks not listed keep their own name
+    "read_workbook": "ingest, clean, validate, normalize", "clean_data": "ingest, clean, validate, normalize",
+    "validate_data": "ingest, clean, validate, normalize", "normalize_series": "ingest, clean, validate, normalize",
+    "train_model": "training (incl. per-epoch MLflow metrics)",
+    "calibrate_intervals": "evaluation (intervals, test metrics)", "evaluate_model": "evaluation (intervals, test metrics)",
+    "package_model": "forecast example, plots", "make_figures": "forecast example, plots",
+    "track_run": "MLflow: params, metrics, artifacts, model, registry", "publish_report": "MLflow: params, metrics, artifacts, model, registry",
+    "gate_candidates": "promotion gate", "read_gate_data": "promotion gate", "score_gate": "promotion gate",
+    "promote_model": "promotion gate",
+}
+
+
+def phases(done: Finished) -> dict[str, float]:
+    """Where a `train` command's wall time went, from the timestamps of Prefect's log lines."""
+    day = datetime.fromtimestamp(done.started).date()
+    events = [(datetime.combine(day, datetime.strptime(t, "%H:%M:%S.%f").time()).timestamp(), text)
+              for t, text in STAMP.findall(done.out)]
+    spent: dict[str, float] = {}
+    previous = done.started
+
+    def add(name: str, until: float) -> None:
+        nonlocal previous
+        spent[name] = spent.get(name, 0.0) + max(0.0, until - previous)
+        previous = max(previous, until)
+
+    flows = 0
+    for stamp, text in events:
+        if "Beginning flow run" in text:
+            flows += 1
+            add("start-up: imports, settings; Prefect's temporary server alongside" if flows == 1 else "promotion gate", stamp)
+        elif text.startswith("Flow run") and "MLflow run" in text:
+            add("MLflow: connect, open run", stamp)
+        elif (task := re.match(r"Task run '(\w+)-\w+' - Finished", text)):
+            add(GROUPS.get(task.group(1), task.group(1)), stamp)
+        elif text.startswith("Flow run") and "Finished in state" in text:
+            add("promotion gate", stamp)
+    add("shut-down: Prefect server stop, exit", done.started + done.wall)
+    return spent
+
+
+STARTS = {  # what a `train` command starts with, each timed alone in a fresh process
+    "imports (flows.train)": "import time; t = time.perf_counter(); import flows.train; print(time.perf_counter() - t)",
+    "Prefect temporary server start": "import time; from prefect.server.api.server import SubprocessASGIServer as S; "
+                                      "t = time.perf_counter(); S().start(); print(time.perf_counter() - t)",
+}
+
+
+def overhead(data: Path, env: dict) -> dict:
+    """A short run (the default configuration, one epoch), and the start-up's pieces alone."""
+    done, _ = train(data, env, ["train.epochs=1", "tracking.experiment=bench", "registry.model_name=bench-short"])
+    alone = {name: float(measure([PYTHON, "-c", code], env).require().out.strip().splitlines()[-1])
+             for name, code in STARTS.items()}
+    return {"seconds": done.wall, "phases": phases(done), "alone": alone}
+
+
+# --- scale -----------------------------------------------------------------------------------------------
+
+def scale(env: dict, folder: Path) -> dict:
+    """A generated 1,000,000-row workbook: write, validate, train one epoch; and training memory
+    against the series length (Parquet copies, so that the workbook reader's memory is left out)."""
+    series = hourly_series(SCALE_ROWS)
+    book = folder / f"hourly-{SCALE_ROWS}.xlsx"
+    clock = time.perf_counter()
+    write_workbook(series, book)
+    out = {"rows": SCALE_ROWS, "write_seconds": time.perf_counter() - clock, "xlsx_mb": book.stat().st_size / 2**20}
+    check = measure([CLI, "validate", book, "--target", "OT"], env).require()
+    out["validate"] = {"seconds": check.wall, "peak_mb": check.peak_mb}
+    one_epoch = ["train.epochs=1", "tracking.experiment=bench-scale", "registry.model_name=bench-scale"]
+    done, _ = train(book, env, one_epoch)
+    out["train_xlsx"] = {"seconds": done.wall, "peak_mb": done.peak_mb, "phases": phases(done)}
+    out["train_parquet"] = {}
+    for rows in (SCALE_ROWS // 4, SCALE_ROWS):
+        path = folder / f"hourly-{rows}.parquet"
+        series.iloc[:rows].to_parquet(path)
+        done, _ = train(path, env, one_epoch)
+        out["train_parquet"][rows] = {"seconds": done.wall, "peak_mb": done.peak_mb}
+    return out
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} CPUs ({cpu}), {ram:.0f} GiB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def fmt(value, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def accuracy_table(acc: dict) -> str:
+    hs = protocol.HORIZONS
+    head = "| method | " + " | ".join(f"MSE H={h} | MAE H={h}" for h in hs) + " |\n"
+    head += "|---|" + "---:|---:|" * len(hs) + "\n"
+
+    def row(name: str, pairs: dict) -> str:
+        return f"| {name} | " + " | ".join(f"{fmt(pairs.get(h, (None, None))[0])} | {fmt(pairs.get(h, (None, None))[1])}"
+                                           for h in hs) + " |\n"
+
+    rows = row("**lstm-pipeline, default configuration**", {h: acc[h]["model"] for h in hs if h in acc})
+    rows += row("Repeat (last value; product's metric)", {h: acc[h]["repeat"] for h in hs if h in acc})
+    rows += row("seasonal naive, 24 h (product's metric)", {h: acc[h]["seasonal_naive"] for h in hs if h in acc})
+    rows += row("ridge on last-value-subtracted windows (this script; penalty "
+                + ", ".join(f"{acc[h]['ridge']['penalty']:g} at H={h}" for h in hs if h in acc) + ", chosen on val)",
+                {h: (acc[h]["ridge"]["mse"], acc[h]["ridge"]["mae"]) for h in hs if h in acc})
+    for name, values in protocol.REFERENCES.items():
+        rows += row(f"reference: {name}", values)
+    rows += row("target (issue 6)", {h: (protocol.TARGETS[h], None) for h in hs})
+    return head + rows
+
+
+def report(results: dict) -> str:
+    parts = [f"Measured {results['date']} on {results['machine']}.\n\nCommand: `{results['command']}`\n"]
+    if "accuracy" in results:
+        acc = {int(h): v for h, v in results["accuracy"].items()}
+        met = ", ".join(f"H={h}: {acc[h]['model'][0]:.4f} vs target {protocol.TARGETS[h]} "
+                        f"({'met' if acc[h]['model'][0] <= protocol.TARGETS[h] else 'NOT met'})" for h in acc)
+        runs = ", ".join(f"H={h}: {acc[h]['train_seconds']:.0f} s, {acc[h]['epochs']} epochs" for h in acc)
+        parts.append(f"### ETTh1 protocol (L=96, test windows of rows 11520-14400, normalized scale)\n\n"
+                     f"{accuracy_table(acc)}\nTargets: {met}. Whole `train` commands: {runs}.\n")
+    if "speed" in results:
+        e, seed = results["speed"]["epochs"], results["speed"]["seed"]
+        plain, mine = statistics.median(e["plain"]["wall"]), statistics.median(e["product"]["wall"])
+        parts.append(
+            f"### Training speed\n\nPer-epoch time on the protocol's {e['windows']} train windows (H=24), median of "
+            f"{len(e['plain']['wall'])} epochs each (epoch 1, tracing, left out), alternating processes:\n\n"
+            "| fit | wall s/epoch | CPU s/epoch |\n|---|---:|---:|\n"
+            f"| plain `model.fit` of the same network, Keras defaults (NumPy arrays, batch 32, TF's threads) | "
+            f"{plain:.2f} | {statistics.median(e['plain']['cpu']):.2f} |\n"
+            f"| `lstm-pipeline` training (`fit_model`: batch 256, tf.data windows, 1 intra-op thread, val pass included) | "
+            f"{mine:.2f} | {statistics.median(e['product']['cpu']):.2f} |\n\n"
+            f"Ratio {mine / plain:.2f} (target ≤ {LIMITS['epoch_ratio']}). `--preset seed` end to end: "
+            f"{seed['seconds']:.0f} s (target < {LIMITS['seed_seconds']} s), peak {seed['peak_mb']:.0f} MB.\n\n"
+            + phase_table(seed["phases"], "`--preset seed`") + "\n")
+    if "overhead" in results:
+        o = results["overhead"]
+        alone = "; ".join(f"{name}: {sec:.1f} s" for name, sec in o["alone"].items())
+        parts.append(f"### Where a short run's time goes\n\nDefault configuration, `--set train.epochs=1`, on the "
+                     f"bundled workbook: {o['seconds']:.1f} s in all.\n\n" + phase_table(o["phases"], "short run")
+                     + f"\nThe start-up's pieces, each alone in a fresh process: {alone}.\n")
+    if "scale" in results:
+        s = results["scale"]
+        pq = {int(k): v for k, v in s["train_parquet"].items()}
+        (r1, a), (r2, b) = sorted(pq.items())
+        per_row = (b["peak_mb"] - a["peak_mb"]) * 2**20 / (r2 - r1)
+        windows_bytes = 4 * (protocol.L + 24)  # float32 input window + targets, per origin, one channel
+        parts.append(
+            f"### Scale\n\nA generated {s['rows']:,}-row hourly workbook (ETTh1's layout: date + 7 columns): written in "
+            f"{s['write_seconds']:.0f} s ({s['xlsx_mb']:.0f} MiB, openpyxl write-only).\n\n"
+            "| command | wall s | peak RSS MB | limit |\n|---|---:|---:|---|\n"
+            f"| `lstm-pipeline validate` (1M-row .xlsx) | {s['validate']['seconds']:.1f} | {s['validate']['peak_mb']:.0f} | "
+            f"< {LIMITS['validate_seconds']} s, < {LIMITS['validate_peak_gb'] * 1024:.0f} MB |\n"
+            f"| `lstm-pipeline train`, 1 epoch (1M-row .xlsx) | {s['train_xlsx']['seconds']:.0f} | {s['train_xlsx']['peak_mb']:.0f} | |\n"
+            + "".join(f"| `lstm-pipeline train`, 1 epoch ({r:,}-row .parquet) | {v['seconds']:.0f} | {v['peak_mb']:.0f} | |\n"
+                      for r, v in sorted(pq.items()))
+            + f"\nTraining memory grows by {per_row:.0f} bytes per row of the series (Parquet runs, {r1:,} → {r2:,} rows); "
+            f"materialized windows would add at least {windows_bytes} bytes per row (one float32 window of L=96 and "
+            f"its H=24 targets per origin).\n\n" + phase_table(s["train_xlsx"]["phases"], "1M-row train") + "\n")
+    return "\n".join(parts)
+
+
+def phase_table(spent: dict[str, float], what: str) -> str:
+    total = sum(spent.values())
+    rows = "".join(f"| {name} | {sec:.1f} | {100 * sec / total:.0f}% |\n" for name, sec in spent.items())
+    return f"| phase ({what}) | s | share |\n|---|---:|---:|\n{rows}"
+
+
+def write_benchmarks(text: str) -> Path:
+    """Replace the measured block of BENCHMARKS.md; the prose around it is kept."""
+    path = ROOT / "BENCHMARKS.md"
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    page = path.read_text()
+    head, _, rest = page.partition(begin)
+    _, _, tail = rest.partition(end)
+    path.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "ETTh1.xlsx", help="ETTh1 (.xlsx or .csv)")
+    parser.add_argument("--store", type=Path, help="keep the bench's MLflow store and workbooks here")
+    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    args = parser.parse_args()
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+
+    folder = args.store or Path(tempfile.mkdtemp(prefix="lstm-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    env = store_env(folder.resolve())
+    data = args.data.resolve()
+    results = {"date": date.today().isoformat(), "machine": machine(),
+               "command": ".venv/bin/python -m bench.run " + " ".join(sys.argv[1:])}
+    runners = {"accuracy": lambda: accuracy(data, env), "speed": lambda: speed(data, env),
+               "overhead": lambda: overhead(data, env), "scale": lambda: scale(env, folder)}
+    for part in parts:
+        print(f"[bench] {part} ...", file=sys.stderr, flush=True)
+        results[part] = runners[part]()
+    (folder / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    text = report(json.loads(json.dumps(results, default=str)))
+    print(text)
+    print(f"[bench] results: {folder / 'results.json'}", file=sys.stderr)
+    if args.write:
+        print(f"[bench] wrote {write_benchmarks(text)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
