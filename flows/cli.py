@@ -3,6 +3,7 @@ a tracking server that does not answer, in one line and exit code 1."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -121,13 +122,14 @@ def _start_prefect_server() -> threading.Thread:
     (5-10 s). Started here, in the background, the wait overlaps the imports; `join` before the flow."""
     from prefect.settings import PREFECT_API_URL
 
-    def start():
-        if not PREFECT_API_URL.value():
-            from prefect.server.api.server import SubprocessASGIServer
+    thread = threading.Thread(target=lambda: None)
+    if not PREFECT_API_URL.value():
+        # Imported here, not in the thread: an import holds the GIL, and would only delay the server's
+        # process, which then starts on the other core while this one imports TensorFlow.
+        from prefect.server.api.server import SubprocessASGIServer
 
-            SubprocessASGIServer().start()  # the instance the flow's client will find, already up
-
-    thread = threading.Thread(target=start, daemon=True)
+        # The instance the flow's client will find, already up.
+        thread = threading.Thread(target=SubprocessASGIServer().start, daemon=True)
     thread.start()
     return thread
 
@@ -249,7 +251,12 @@ def _use_running_stack() -> None:
 
 
 def main() -> None:
-    sys.exit(app())
+    try:
+        sys.exit(app())
+    finally:
+        # The exit frees what is alive now; frozen, it is spared the interpreter's last garbage collection,
+        # which takes 1-3 s once TensorFlow is loaded. (atexit handlers still run: servers stop, logs flush.)
+        gc.freeze()
 
 
 if __name__ == "__main__":
