@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from bench import protocol
 from bench.bigbook import hourly_series, write_workbook
@@ -47,6 +48,7 @@ class Finished:
     peak_mb: float
     returncode: int
     out: str  # stdout and stderr, interleaved
+    rss: list[tuple[float, float]]  # (time.time(), MB) of the command's process, sampled
 
     def require(self) -> Finished:
         if self.returncode != 0:
@@ -54,16 +56,30 @@ class Finished:
         return self
 
 
+def sample_rss(launcher: subprocess.Popen, into: list) -> None:
+    """Every 0.2 s, the resident memory of the command (the launcher's child), until it ends."""
+    while launcher.poll() is None:
+        try:
+            for child in psutil.Process(launcher.pid).children():
+                into.append((time.time(), child.memory_info().rss / 2**20))
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+
+
 def measure(argv: list, env: dict | None = None) -> Finished:
-    """Run a command from the repo's folder; wall time and peak resident memory."""
+    """Run a command from the repo's folder: wall time, peak resident memory, memory over time."""
     argv = [str(a) for a in argv]
-    with tempfile.NamedTemporaryFile("r") as peak:
+    samples: list[tuple[float, float]] = []
+    with tempfile.NamedTemporaryFile("r") as peak, tempfile.TemporaryFile("w+") as out:
         started, clock = time.time(), time.perf_counter()
-        done = subprocess.run([str(PYTHON), str(PEAK_RSS), peak.name, *argv], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        launcher = subprocess.Popen([str(PYTHON), str(PEAK_RSS), peak.name, *argv], cwd=ROOT, env=env,
+                                    stdout=out, stderr=subprocess.STDOUT, text=True)
+        sample_rss(launcher, samples)
         wall = time.perf_counter() - clock
+        out.seek(0)
         peak_kb = int(peak.read() or 0)
-    return Finished(argv, started, wall, peak_kb / 1024, done.returncode, done.stdout)
+        return Finished(argv, started, wall, peak_kb / 1024, launcher.returncode, out.read(), samples)
 
 
 def train(data: Path, env: dict, overrides: list[str], preset: str | None = None) -> tuple[Finished, str]:
@@ -144,10 +160,11 @@ def speed(data: Path, env: dict) -> dict:
 # --- overhead --------------------------------------------------------------------------------------------
 
 STAMP = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) \| \w+ +\| (.*)$", re.M)
+TRAINING = "training (incl. per-epoch MLflow metrics)"
 GROUPS = {  # task name -> phase; tasks not listed keep their own name
     "read_workbook": "ingest, clean, validate, normalize", "clean_data": "ingest, clean, validate, normalize",
     "validate_data": "ingest, clean, validate, normalize", "normalize_series": "ingest, clean, validate, normalize",
-    "train_model": "training (incl. per-epoch MLflow metrics)",
+    "train_model": TRAINING,
     "calibrate_intervals": "evaluation (intervals, test metrics)", "evaluate_model": "evaluation (intervals, test metrics)",
     "package_model": "forecast example, plots", "make_figures": "forecast example, plots",
     "track_run": "MLflow: params, metrics, artifacts, model, registry", "publish_report": "MLflow: params, metrics, artifacts, model, registry",
@@ -156,17 +173,20 @@ GROUPS = {  # task name -> phase; tasks not listed keep their own name
 }
 
 
-def phases(done: Finished) -> dict[str, float]:
-    """Where a `train` command's wall time went, from the timestamps of Prefect's log lines."""
+def phases(done: Finished) -> dict[str, dict[str, float]]:
+    """Where a `train` command's wall time went, from the timestamps of Prefect's log lines, and the
+    command's largest sampled memory in each phase."""
     day = datetime.fromtimestamp(done.started).date()
     events = [(datetime.combine(day, datetime.strptime(t, "%H:%M:%S.%f").time()).timestamp(), text)
               for t, text in STAMP.findall(done.out)]
-    spent: dict[str, float] = {}
+    spent: dict[str, dict[str, float]] = {}
     previous = done.started
 
     def add(name: str, until: float) -> None:
         nonlocal previous
-        spent[name] = spent.get(name, 0.0) + max(0.0, until - previous)
+        phase = spent.setdefault(name, {"s": 0.0, "peak_mb": 0.0})
+        phase["s"] += max(0.0, until - previous)
+        phase["peak_mb"] = max([phase["peak_mb"], *(mb for t, mb in done.rss if previous <= t < until)])
         previous = max(previous, until)
 
     flows = 0
@@ -180,23 +200,27 @@ def phases(done: Finished) -> dict[str, float]:
             add(GROUPS.get(task.group(1), task.group(1)), stamp)
         elif text.startswith("Flow run") and "Finished in state" in text:
             add("promotion gate", stamp)
-    add("shut-down: Prefect server stop, exit", done.started + done.wall)
+    add("shut-down: Prefect server stop, exit", done.started + done.wall + 1)
     return spent
 
 
-STARTS = {  # what a `train` command starts with, each timed alone in a fresh process
-    "imports (flows.train)": "import time; t = time.perf_counter(); import flows.train; print(time.perf_counter() - t)",
-    "Prefect temporary server start": "import time; from prefect.server.api.server import SubprocessASGIServer as S; "
-                                      "t = time.perf_counter(); S().start(); print(time.perf_counter() - t)",
+STARTS = {  # what a `train` command starts with, each timed alone in a fresh process (as flows/cli.py sets it up)
+    "imports (flows.train)": "import flows.cli, time; t = time.perf_counter(); import flows.train; "
+                             "print('seconds', time.perf_counter() - t)",
+    "Prefect temporary server start": "import flows.cli, time; from prefect.server.api.server import SubprocessASGIServer as S; "
+                                      "t = time.perf_counter(); S().start(); print('seconds', time.perf_counter() - t)",
 }
 
 
 def overhead(data: Path, env: dict) -> dict:
     """A short run (the default configuration, one epoch), and the start-up's pieces alone."""
     done, _ = train(data, env, ["train.epochs=1", "tracking.experiment=bench", "registry.model_name=bench-short"])
-    alone = {name: float(measure([PYTHON, "-c", code], env).require().out.strip().splitlines()[-1])
+    alone = {name: float(re.search(r"^seconds (\S+)$", measure([PYTHON, "-c", code], env).require().out, re.M).group(1))
              for name, code in STARTS.items()}
-    return {"seconds": done.wall, "phases": phases(done), "alone": alone}
+    # The README's `make run`: the defaults on the whole workbook.
+    full, _ = train(data, env, ["tracking.experiment=bench", "registry.model_name=bench-make-run"])
+    return {"seconds": done.wall, "phases": phases(done), "alone": alone,
+            "make_run": {"seconds": full.wall, "epochs": epochs_trained(full.out), "peak_mb": full.peak_mb}}
 
 
 # --- scale -----------------------------------------------------------------------------------------------
@@ -219,7 +243,7 @@ def scale(env: dict, folder: Path) -> dict:
         path = folder / f"hourly-{rows}.parquet"
         series.iloc[:rows].to_parquet(path)
         done, _ = train(path, env, one_epoch)
-        out["train_parquet"][rows] = {"seconds": done.wall, "peak_mb": done.peak_mb}
+        out["train_parquet"][rows] = {"seconds": done.wall, "peak_mb": done.peak_mb, "phases": phases(done)}
     return out
 
 
@@ -285,32 +309,37 @@ def report(results: dict) -> str:
         alone = "; ".join(f"{name}: {sec:.1f} s" for name, sec in o["alone"].items())
         parts.append(f"### Where a short run's time goes\n\nDefault configuration, `--set train.epochs=1`, on the "
                      f"bundled workbook: {o['seconds']:.1f} s in all.\n\n" + phase_table(o["phases"], "short run")
-                     + f"\nThe start-up's pieces, each alone in a fresh process: {alone}.\n")
+                     + f"\nThe start-up's pieces, each alone in a fresh process: {alone}.\n\n"
+                     f"The README's `make run` (the defaults on all {'17,420'} rows of the bundled workbook): "
+                     f"{o['make_run']['seconds']:.0f} s end to end, {o['make_run']['epochs']} epochs, "
+                     f"peak {o['make_run']['peak_mb']:.0f} MB.\n")
     if "scale" in results:
         s = results["scale"]
-        pq = {int(k): v for k, v in s["train_parquet"].items()}
-        (r1, a), (r2, b) = sorted(pq.items())
-        per_row = (b["peak_mb"] - a["peak_mb"]) * 2**20 / (r2 - r1)
-        windows_bytes = 4 * (protocol.L + 24)  # float32 input window + targets, per origin, one channel
+        runs = {f"1 epoch ({s['rows']:,}-row .xlsx)": s["train_xlsx"]} | {
+            f"1 epoch ({int(r):,}-row .parquet)": v for r, v in s["train_parquet"].items()}
+        pq = sorted((int(r), v["phases"][TRAINING]["peak_mb"]) for r, v in s["train_parquet"].items())
+        (r1, m1), (r2, m2) = pq[0], pq[-1]
         parts.append(
             f"### Scale\n\nA generated {s['rows']:,}-row hourly workbook (ETTh1's layout: date + 7 columns): written in "
             f"{s['write_seconds']:.0f} s ({s['xlsx_mb']:.0f} MiB, openpyxl write-only).\n\n"
-            "| command | wall s | peak RSS MB | limit |\n|---|---:|---:|---|\n"
-            f"| `lstm-pipeline validate` (1M-row .xlsx) | {s['validate']['seconds']:.1f} | {s['validate']['peak_mb']:.0f} | "
+            "| command | wall s | peak RSS MB | peak RSS MB while training | limit |\n|---|---:|---:|---:|---|\n"
+            f"| `lstm-pipeline validate` (1M-row .xlsx) | {s['validate']['seconds']:.1f} | {s['validate']['peak_mb']:.0f} | | "
             f"< {LIMITS['validate_seconds']} s, < {LIMITS['validate_peak_gb'] * 1024:.0f} MB |\n"
-            f"| `lstm-pipeline train`, 1 epoch (1M-row .xlsx) | {s['train_xlsx']['seconds']:.0f} | {s['train_xlsx']['peak_mb']:.0f} | |\n"
-            + "".join(f"| `lstm-pipeline train`, 1 epoch ({r:,}-row .parquet) | {v['seconds']:.0f} | {v['peak_mb']:.0f} | |\n"
-                      for r, v in sorted(pq.items()))
-            + f"\nTraining memory grows by {per_row:.0f} bytes per row of the series (Parquet runs, {r1:,} → {r2:,} rows); "
-            f"materialized windows would add at least {windows_bytes} bytes per row (one float32 window of L=96 and "
-            f"its H=24 targets per origin).\n\n" + phase_table(s["train_xlsx"]["phases"], "1M-row train") + "\n")
+            + "".join(f"| `lstm-pipeline train`, {name} | {v['seconds']:.0f} | {v['peak_mb']:.0f} | "
+                      f"{v['phases'][TRAINING]['peak_mb']:.0f} | |\n" for name, v in runs.items())
+            + f"\nWhile training, memory grows by {(m2 - m1) * 2**20 / (r2 - r1):.0f} bytes per row of the series "
+            f"(Parquet runs, {r1:,} → {r2:,} rows); materialized train windows alone would add at least "
+            f"{4 * (protocol.L + 24) * 0.7:.0f} bytes per row (a float32 window of L=96 and its H=24 targets for "
+            f"each of the 70% train origins).\n\n"
+            + phase_table(s["train_xlsx"]["phases"], "1M-row .xlsx train") + "\n")
     return "\n".join(parts)
 
 
-def phase_table(spent: dict[str, float], what: str) -> str:
-    total = sum(spent.values())
-    rows = "".join(f"| {name} | {sec:.1f} | {100 * sec / total:.0f}% |\n" for name, sec in spent.items())
-    return f"| phase ({what}) | s | share |\n|---|---:|---:|\n{rows}"
+def phase_table(spent: dict[str, dict[str, float]], what: str) -> str:
+    total = sum(p["s"] for p in spent.values())
+    rows = "".join(f"| {name} | {p['s']:.1f} | {100 * p['s'] / total:.0f}% | {p['peak_mb']:.0f} |\n"
+                   for name, p in spent.items())
+    return f"| phase ({what}) | s | share | peak RSS MB (sampled) |\n|---|---:|---:|---:|\n{rows}"
 
 
 def write_benchmarks(text: str) -> Path:
