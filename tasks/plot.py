@@ -56,9 +56,12 @@ def plot_losses(history: dict[str, list[float]]) -> Figure:
     epochs = np.arange(1, len(history["loss"]) + 1)
     ax.plot(epochs, history["loss"], label="loss (train)")
     if "val_loss" in history:
-        ax.plot(epochs, history["val_loss"], label="val_loss")
-        best = int(np.argmin(history["val_loss"]))
-        ax.scatter([best + 1], [history["val_loss"][best]], color="tab:red", zorder=3, label=f"best epoch {best + 1}")
+        # Epoch 0: the weights training started from, kept when no epoch beats them (tasks.train).
+        start = history.get("val_loss_start", [])
+        val, val_epochs = start + history["val_loss"], np.arange(1 - len(start), len(epochs) + 1)
+        ax.plot(val_epochs, val, label="val_loss")
+        best = int(np.argmin(val))
+        ax.scatter([val_epochs[best]], [val[best]], color="tab:red", zorder=3, label=f"best epoch {val_epochs[best]}")
     ax.set(xlabel="epoch", ylabel="loss (normalized)", yscale="log", title="Loss curves")
     ax.legend()
     return fig
