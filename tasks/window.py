@@ -40,10 +40,15 @@ def make_windows(values: np.ndarray, starts: range, cfg: WindowSettings, batch_s
         y = tf.gather(target, t[:, None] + ahead)  # [batch, H] (direct) or [batch, L] (seq2seq)
         return x, y
 
-    ds = tf.data.Dataset.range(starts.start, starts.stop)
+    ds = tf.data.Dataset.range(starts.start, starts.stop).batch(batch_size, drop_remainder)
     if shuffle_seed is not None:
-        ds = ds.shuffle(len(starts), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        # A fresh permutation of the origins every epoch, as one int64 tensor: Dataset.shuffle would
+        # hold every origin as a tensor of its own in its buffer (~370 bytes a row of the series).
+        every = tf.range(starts.start, starts.stop, dtype=tf.int64)
+        ds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).take(1).flat_map(
+            lambda s: tf.data.Dataset.from_tensor_slices(
+                tf.random.experimental.stateless_shuffle(every, seed=tf.stack([s, 0]))).batch(batch_size, drop_remainder))
+    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def target_windows(values: np.ndarray, starts: range, horizon: int) -> np.ndarray:

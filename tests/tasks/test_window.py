@@ -50,6 +50,20 @@ def test_shuffled_windows_cover_every_origin_once():
     assert firsts == list(starts)
 
 
+def test_shuffle_order_changes_every_epoch_and_repeats_with_the_seed():
+    cfg = WindowSettings(input_length=5, horizon=2)
+    starts = origins((0, 40), cfg)
+
+    def epochs(seed):
+        ds = make_windows(VALUES, starts, cfg, batch_size=7, shuffle_seed=seed)
+        return [[int(v) for xb, _ in ds for v in xb.numpy()[:, -1, 0]] for _ in range(2)]
+
+    first, second = epochs(1)
+    assert first != second and sorted(first) == sorted(second)
+    assert epochs(1) == [first, second]
+    assert epochs(2)[0] != first
+
+
 def test_drop_remainder_keeps_only_full_batches():
     cfg = WindowSettings(input_length=5, horizon=2)
     starts = origins((0, 40), cfg)  # 34 windows: 4 full batches of 7, 6 left out
