@@ -91,9 +91,16 @@ def _runs_of(stack, deployment: str) -> list[dict]:
     return _api(stack, "POST", "/flow_runs/filter", json={"deployments": {"id": {"any_": [dep["id"]]}}})
 
 
-def _logs(stack, flow_run_id: str) -> str:
-    logs = _api(stack, "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
-    return "\n".join(entry["message"] for entry in logs)
+def _logs(stack, flow_run_id: str, waiting_for: str = "", timeout: float = 30) -> str:
+    """A flow run's log messages. The run's process ships its logs in the background and may set its
+    final state before the last ones arrive: with `waiting_for`, wait up to `timeout` s for that text."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = _api(stack, "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
+        text = "\n".join(entry["message"] for entry in logs)
+        if waiting_for in text or time.monotonic() > deadline:
+            return text
+        time.sleep(1)
 
 
 def test_status_lists_what_up_started(running):
@@ -138,7 +145,7 @@ def test_triggered_retrain_trains_through_the_worker_then_forecasts_then_skips_u
 
     second = _run(running, "retrain/retrain")
     assert second["state"]["type"] == "COMPLETED"
-    assert "training skipped" in _logs(running, second["id"])
+    assert "training skipped" in _logs(running, second["id"], waiting_for="training skipped")
     assert len(client.search_runs([experiment.experiment_id], "tags.run_type = 'train'")) == 1
 
 
