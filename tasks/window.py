@@ -40,8 +40,9 @@ def make_windows(values: np.ndarray, starts: range, cfg: WindowSettings, batch_s
         y = tf.gather(target, t[:, None] + ahead)  # [batch, H] (direct) or [batch, L] (seq2seq)
         return x, y
 
-    ds = tf.data.Dataset.range(starts.start, starts.stop).batch(batch_size, drop_remainder)
-    if shuffle_seed is not None:
+    if shuffle_seed is None:
+        ds = tf.data.Dataset.range(starts.start, starts.stop).batch(batch_size, drop_remainder)
+    else:
         # A fresh permutation of the origins every epoch, as one int64 tensor: Dataset.shuffle would
         # hold every origin as a tensor of its own in its buffer (~370 bytes a row of the series).
         every = tf.range(starts.start, starts.stop, dtype=tf.int64)
