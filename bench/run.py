@@ -165,9 +165,10 @@ GROUPS = {  # task name -> phase; tasks not listed keep their own name
     "read_workbook": "ingest, clean, validate, normalize", "clean_data": "ingest, clean, validate, normalize",
     "validate_data": "ingest, clean, validate, normalize", "normalize_series": "ingest, clean, validate, normalize",
     "train_model": TRAINING,
-    "calibrate_intervals": "evaluation (intervals, test metrics)", "evaluate_model": "evaluation (intervals, test metrics)",
-    "package_model": "forecast example, plots", "make_figures": "forecast example, plots",
-    "track_run": "MLflow: params, metrics, artifacts, model, registry", "publish_report": "MLflow: params, metrics, artifacts, model, registry",
+    # Between train_model and package_model: val and test forecasts, intervals and metrics (tasks/fit.py).
+    "package_model": "evaluation, forecast example, plots", "make_figures": "evaluation, forecast example, plots",
+    "register_version": "MLflow: params, metrics, artifacts, model, registry",
+    "publish_report": "MLflow: params, metrics, artifacts, model, registry",
     "gate_candidates": "promotion gate", "read_gate_data": "promotion gate", "score_gate": "promotion gate",
     "promote_model": "promotion gate",
 }
@@ -200,7 +201,7 @@ def phases(done: Finished) -> dict[str, dict[str, float]]:
             add(GROUPS.get(task.group(1), task.group(1)), stamp)
         elif text.startswith("Flow run") and "Finished in state" in text:
             add("promotion gate", stamp)
-    add("shut-down: Prefect server stop, exit", done.started + done.wall + 1)
+    add("shut-down: Prefect server stop, exit", done.started + done.wall)
     return spent
 
 

@@ -54,7 +54,7 @@ def user_errors():
 
 
 def _unreachable(exc: BaseException) -> str | None:
-    from tasks.tracking import unreachable  # imports MLflow: only on the failure path
+    from tasks.tracking.store import unreachable  # imports MLflow: only on the failure path
 
     return unreachable(exc)
 
@@ -173,9 +173,9 @@ def promote(data: Annotated[Optional[Path], typer.Argument(help="Data for the ga
         settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row)])
         name = settings.registry.model_name
         from tasks import promote as gate
-        from tasks import tracking
+        from tasks.tracking import store
 
-        tracking.connect()
+        store.connect()
         if rollback and (force or version):
             raise InputError([Problem("--rollback takes no --version or --force", "run one or the other")])
         if rollback:

@@ -9,7 +9,7 @@ import pandas as pd
 from prefect import flow
 from prefect.runtime import flow_run
 
-from tasks import tracking
+from tasks.tracking import runs, store
 from tasks.forecast import DEFAULT_MODEL_URI, load_model, make_forecast, read_input, run_record, write_forecast
 from tasks.settings import Settings
 
@@ -32,14 +32,14 @@ def forecast_flow(data: str, model_uri: str = DEFAULT_MODEL_URI, out: str | None
                   settings: Settings = Settings()) -> ForecastResult:
     """Load the model, read and validate DATA as training does, forecast the H steps after its end,
     write them with a plot, and record a forecast run linked to the model version."""
-    tracking.connect()
+    store.connect()
     forecaster = load_model(model_uri)
     series, summary = read_input(data, settings.data, forecaster.spec)
     forecast = make_forecast(forecaster, series)
     title = f"{summary.target}: {forecaster.label} on {Path(data).name}"
     table, plot = write_forecast(forecast, series[summary.target], Path(out) if out else default_out(data), title)
     record = run_record(forecaster, data, series, forecast)
-    run_id = tracking.track_forecast(settings.tracking.experiment, f"forecast-{Path(data).stem}",
+    run_id = runs.track_forecast(settings.tracking.experiment, f"forecast-{Path(data).stem}",
                                      record["tags"] | {"prefect_flow_run_id": str(flow_run.id)}, record["params"],
                                      record["model_id"], [table, plot])
     print(f"{forecaster.label}: next {len(forecast)} steps written to {table} (plot {plot}); MLflow run {run_id}")

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks import tracking
-from tasks.promote import GateResult, gate_candidates, promote_model, read_gate_data, score_gate
+import pandas as pd
+
+from tasks.promote import GateResult, gate_candidates, needed_columns, promote_model, read_gate_data, score_gate
+from tasks.tracking import store
 from tasks.settings import Settings
 
 
 @flow(name="promote", log_prints=True)
-def promote_flow(model_name: str, data: str, settings: Settings = Settings(), version: str | None = None) -> GateResult:
+def promote_flow(model_name: str, data: str, settings: Settings = Settings(), version: str | None = None,
+                 series: pd.DataFrame | None = None) -> GateResult:
     """Score the challenger (`version`, else the `challenger` alias) and the champion on the same newest
-    windows of `data`; `champion` moves only if the challenger wins (tasks/promote.py says how)."""
-    tracking.connect()
+    windows of `data`; `champion` moves only if the challenger wins (tasks/promote.py says how). `series`:
+    the data already read and validated (training's), used when it holds every column both models read."""
+    store.connect()
     challenger, champion = gate_candidates(model_name, version)
-    series = read_gate_data(data, settings, challenger, champion)
+    if series is None or not set(needed_columns(challenger, champion)) <= set(series.columns):
+        series = read_gate_data(data, settings, challenger, champion)
     scores = score_gate(series, challenger, champion, settings)
     result = promote_model(model_name, challenger, champion, scores, settings.promotion, data)
     print(f"{model_name} {result}")

@@ -11,7 +11,7 @@ from prefect import flow
 
 from flows.forecast import forecast_flow
 from flows.train import train_flow
-from tasks import tracking
+from tasks.tracking import registry, runs, store
 from tasks.clean import clean_data
 from tasks.discover import find_newest_workbook
 from tasks.drift import report_drift
@@ -29,16 +29,16 @@ def retrain_flow(data_dir: str = "data", pattern: str = "*.xlsx", config: str | 
     data = find_newest_workbook(data_dir, pattern)
     raw = read_workbook(data, settings.data)
     series, summary = validate_data(clean_data(raw, settings.data), settings, str(data))
-    tracking.connect()
-    if tracking.last_training_digest(settings.tracking.experiment) == raw.digest:
+    store.connect()
+    if runs.last_training_digest(settings.tracking.experiment) == raw.digest:
         print(f"{data}: content unchanged since the last training run (sha256 {raw.digest[:12]}); training skipped")
         return {"status": "skipped", "data": str(data), "digest": raw.digest}
-    champion = tracking.alias_run(settings.registry.model_name)
-    reference = tracking.load_dict(champion[1], "data_profile.json") if champion else None
+    champion = registry.alias_run(settings.registry.model_name)
+    reference = runs.load_dict(champion[1], "data_profile.json") if champion else None
     drift = report_drift(reference, series, summary.target, f"champion version {champion[0]}" if champion else "", data.name)
     result = train_flow(str(data), settings)
     if drift is not None:
-        tracking.log_drift(result.run_id, drift.to_dict())
+        runs.log_drift(result.run_id, drift.to_dict())
     return {"status": "trained", "data": str(data), "digest": raw.digest, "run_id": result.run_id,
             "version": result.version, "drift": drift.to_dict() if drift else None}
 

@@ -12,8 +12,6 @@ import math
 import keras
 import numpy as np
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from tasks.model import predict_horizon
 from tasks.normalize import Scaler
@@ -99,11 +97,3 @@ def forecast_windows(model: keras.Model, values: np.ndarray, starts: range, cfg:
     """The model's normalized H-step forecasts for every origin in `starts`: [windows, H]."""
     batches = make_windows(values, starts, cfg, batch_size=1024, training=False)
     return np.concatenate([predict_horizon(model, x, cfg.mode, cfg.horizon) for x, _ in batches])
-
-
-@task(cache_policy=NO_CACHE)
-def evaluate_model(model: keras.Model, values: np.ndarray, starts: range, cfg: WindowSettings, scaler: Scaler,
-                   train_target_units: np.ndarray, season: int,
-                   halfwidth: list[float] | None = None) -> tuple[dict[str, float], np.ndarray]:
-    y_pred = forecast_windows(model, values, starts, cfg)
-    return evaluate_forecasts(values, starts, y_pred, scaler, train_target_units, season, halfwidth), y_pred

@@ -9,7 +9,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import tracking
+from tasks.tracking import models, registry
 from tasks.clean import clean_table
 from tasks.errors import InputError, Problem
 from tasks.export import write_table
@@ -48,13 +48,13 @@ class Forecaster:
 
 def load_forecaster(uri: str) -> Forecaster:
     """Resolve aliases first and load that exact version, so a concurrent promotion cannot swap it midway."""
-    version = tracking.resolve_model_uri(uri)
+    version = registry.resolve_model_uri(uri)
     if version is None:
-        pyfunc = tracking.load_pyfunc(uri)
+        pyfunc = models.load_pyfunc(uri)
         return Forecaster(uri, None, None, None, None, pyfunc)
-    pyfunc = tracking.load_pyfunc(f"models:/{version.name}/{version.version}")
+    pyfunc = models.load_pyfunc(f"models:/{version.name}/{version.version}")
     return Forecaster(uri, version.name, str(version.version), version.run_id,
-                      tracking.logged_model_id(version), pyfunc)
+                      registry.logged_model_id(version), pyfunc)
 
 
 def _same_frequency(a: str, b: str) -> bool:

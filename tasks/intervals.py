@@ -11,14 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
-from tasks.evaluate import forecast_windows
-from tasks.normalize import Scaler
-from tasks.settings import Settings
-from tasks.split import Bounds
-from tasks.window import origins, target_windows
 
 
 def conformal_halfwidths(errors: np.ndarray, coverage: float) -> np.ndarray:
@@ -26,12 +18,3 @@ def conformal_halfwidths(errors: np.ndarray, coverage: float) -> np.ndarray:
     # k = ceil((n+1)·coverage) is the finite-sample correction; with too few windows, the largest error.
     k = min(len(errors), math.ceil((len(errors) + 1) * coverage))
     return np.sort(np.abs(errors), axis=0)[k - 1]
-
-
-@task(cache_policy=NO_CACHE)
-def calibrate_intervals(model, values: np.ndarray, bounds: Bounds, settings: Settings, scaler: Scaler) -> list[float]:
-    """Per-step half-widths in the target's units from the model's errors on the val windows."""
-    starts = origins(bounds.val, settings.window, training=False)
-    pred = forecast_windows(model, values, starts, settings.window)  # [windows, H], normalized
-    errors = scaler.inverse_target(pred) - scaler.inverse_target(target_windows(values, starts, settings.window.horizon))
-    return conformal_halfwidths(errors, settings.evaluate.coverage).tolist()

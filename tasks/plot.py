@@ -26,9 +26,9 @@ def draw_future(ax, actual: pd.Series, future: pd.DataFrame, title: str) -> None
 
 
 def plot_forecast(actual: pd.Series, test_index: pd.DatetimeIndex, test_forecast: np.ndarray,
-                  future: pd.DataFrame, title: str) -> Figure:
+                  future: pd.DataFrame | None, title: str) -> Figure:
     """Test period: actual vs forecasts from every H-th origin (so they tile without overlap);
-    then the next H steps after the end of the data."""
+    then, when given, the next H steps after the end of the data."""
     horizon = test_forecast.shape[1]
     fig, ax = plt.subplots(figsize=(12, 4.5), layout="constrained")
     shown = actual.loc[test_index[0] - (test_index[1] - test_index[0]) * horizon:]
@@ -37,7 +37,11 @@ def plot_forecast(actual: pd.Series, test_index: pd.DatetimeIndex, test_forecast
     for n, i in enumerate(tiles):
         ax.plot(test_index[i:i + horizon], test_forecast[i][: len(test_index[i:i + horizon])],
                 color="tab:blue", lw=1.2, label="test forecast (every H-th origin)" if n == 0 else None)
-    draw_future(ax, actual, future, title)
+    if future is not None:
+        draw_future(ax, actual, future, title)
+    else:
+        ax.set(title=title, ylabel=actual.name)
+        ax.legend(loc="upper left")
     return fig
 
 
@@ -69,7 +73,7 @@ def plot_losses(history: dict[str, list[float]]) -> Figure:
 
 @task(cache_policy=NO_CACHE)
 def make_figures(series: pd.DataFrame, target: str, test_starts: range, test_forecast_units: np.ndarray,
-                 future: pd.DataFrame, history: dict[str, list[float]], title: str) -> dict[str, Figure]:
+                 future: pd.DataFrame | None, history: dict[str, list[float]], title: str) -> dict[str, Figure]:
     return {
         "forecast.png": plot_forecast(series[target], series.index[test_starts.start:test_starts.stop],
                                       test_forecast_units, future, title),

@@ -5,7 +5,7 @@ in the newest `promotion.holdout` rows of the data (by default as many rows as t
 are on the data's own scale (the target's units squared), not the normalized one: each model normalizes
 with the statistics of its own training data, so only the raw scale is common to both. The challenger
 takes `champion` if its MSE is below the champion's x (1 - margin) and, when required, below Repeat's on
-the same windows. Aliases move only through `tracking.move_alias`, which records who, when and why.
+the same windows. Aliases move only through `registry.move_alias`, which records who, when and why.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import tracking
+from tasks.tracking import registry, runs
 from tasks.errors import InputError, Problem
 from tasks.evaluate import forecast_windows, repeat_forecast
 from tasks.forecast import Forecaster, load_forecaster, read_model_input
@@ -111,15 +111,15 @@ def decide(scores: dict[str, float], cfg: PromotionSettings) -> tuple[str, str]:
 def crown(model_name: str, version: str, reason: str, rollback: bool = False) -> None:
     """Move `champion` to `version`. A promotion remembers the champion it replaced (`previous_champion`,
     what rollback returns to); a rollback leaves that trail as it is, so rolling back again goes further back."""
-    held = tracking.alias_run(model_name, CHAMPION)
+    held = registry.alias_run(model_name, CHAMPION)
     previous = {} if rollback or held is None or held[0] == version else {"previous_champion": held[0]}
-    tracking.move_alias(model_name, CHAMPION, version, reason, previous)
+    registry.move_alias(model_name, CHAMPION, version, reason, previous)
 
 
 def load_candidates(model_name: str, version: str | None) -> tuple[Forecaster, Forecaster | None]:
     """The challenger (`version`, else the alias's holder) and the champion; InputError if either is unknown."""
     challenger = load_forecaster(f"models:/{model_name}/{version}" if version else f"models:/{model_name}@{CHALLENGER}")
-    champion = tracking.alias_run(model_name, CHAMPION)
+    champion = registry.alias_run(model_name, CHAMPION)
     return challenger, load_forecaster(f"models:/{model_name}/{champion[0]}") if champion else None
 
 
@@ -128,38 +128,38 @@ def apply_decision(model_name: str, challenger: Forecaster, champion: Forecaster
     """Record the decision and both scores on the challenger's run and version; move the aliases if promoted.
     Nothing moves before this step, so bad input or models that cannot be compared leave the registry as it was."""
     decision, reason = decide(scores, cfg)
-    held = tracking.alias_run(model_name, CHALLENGER)
+    held = registry.alias_run(model_name, CHALLENGER)
     if held is None or held[0] != challenger.version:
-        tracking.move_alias(model_name, CHALLENGER, challenger.version, "named for the promotion gate")
+        registry.move_alias(model_name, CHALLENGER, challenger.version, "named for the promotion gate")
     tags = {"promotion_decision": decision, "promotion_reason": reason,
             "gate_champion_version": champion.version if champion else "none", "gate_data": str(Path(data).resolve())}
-    tracking.log_metrics(challenger.run_id, scores)
-    tracking.set_run_tags(challenger.run_id, tags)
-    tracking.set_version_tags(model_name, challenger.version, tags | {k: f"{v:.6g}" for k, v in scores.items()})
+    runs.log_metrics(challenger.run_id, scores)
+    runs.set_run_tags(challenger.run_id, tags)
+    registry.set_version_tags(model_name, challenger.version, tags | {k: f"{v:.6g}" for k, v in scores.items()})
     if decision == PROMOTED:
         crown(model_name, challenger.version, f"promotion gate: {reason}")
-        tracking.drop_alias(model_name, CHALLENGER)
+        registry.drop_alias(model_name, CHALLENGER)
     return GateResult(model_name, challenger.version, champion.version if champion else None, decision, reason, scores)
 
 
 def force_champion(model_name: str, version: str, reason: str) -> str | None:
     """Make `version` the champion without the gate; returns the version it replaced (or None)."""
-    tracking.model_version(model_name, version)
-    held = tracking.alias_run(model_name, CHAMPION)
+    registry.model_version(model_name, version)
+    held = registry.alias_run(model_name, CHAMPION)
     crown(model_name, str(version), f"forced: {reason}")
     return held[0] if held else None
 
 
 def rollback_champion(model_name: str, reason: str) -> tuple[str, str]:
     """Give `champion` back to the version it replaced; returns (from, to)."""
-    held = tracking.alias_run(model_name, CHAMPION)
+    held = registry.alias_run(model_name, CHAMPION)
     if held is None:
         raise InputError([Problem(f"model {model_name!r} has no champion to roll back", "promote a version first")])
-    previous = tracking.model_version(model_name, held[0]).tags.get("previous_champion")
+    previous = registry.model_version(model_name, held[0]).tags.get("previous_champion")
     if previous is None:
         raise InputError([Problem(f"champion version {held[0]} of {model_name!r} replaced no earlier champion",
                                   "force a version instead: promote --version N --force")])
-    tracking.model_version(model_name, previous)  # InputError if it has been deleted since
+    registry.model_version(model_name, previous)  # InputError if it has been deleted since
     crown(model_name, previous, f"rollback from version {held[0]}: {reason}", rollback=True)
     return held[0], previous
 
@@ -167,6 +167,12 @@ def rollback_champion(model_name: str, reason: str) -> tuple[str, str]:
 @task(cache_policy=NO_CACHE)
 def gate_candidates(model_name: str, version: str | None) -> tuple[Forecaster, Forecaster | None]:
     return load_candidates(model_name, version)
+
+
+def needed_columns(challenger: Forecaster, champion: Forecaster | None) -> list[str]:
+    """The value columns the gate's forecasts read: the target and both models' features."""
+    features = [*challenger.spec["features"], *(champion.spec["features"] if champion else [])]
+    return [challenger.spec["target"], *dict.fromkeys(features)]
 
 
 @task(cache_policy=NO_CACHE)

@@ -83,7 +83,7 @@ def model_spec(summary, scaler: Scaler, settings, halfwidth: list[float]) -> dic
 
 @task(cache_policy=NO_CACHE)
 def package_model(keras_model, summary, scaler: Scaler, settings, series: pd.DataFrame, halfwidth: list[float]) -> dict:
-    """The pieces `track_run` logs as the pyfunc, with the forecast after the end of the data."""
+    """The pieces `models.log_model` logs as the pyfunc, with the forecast after the end of the data."""
     spec = model_spec(summary, scaler, settings, halfwidth)
     example = series.iloc[-settings.window.input_length:].reset_index()
     future = forecast_next(keras_model, spec, example)

@@ -169,9 +169,9 @@ def champion(prefect_server):
     """A registered model whose version 1 is the champion (registered directly: no training needed)."""
     from mlflow.tracking import MlflowClient
 
-    from tasks import tracking
+    from tasks.tracking import store
 
-    tracking.connect()
+    store.connect()
     client = MlflowClient()
     name = "bad-input-model"
     client.create_registered_model(name)

@@ -133,7 +133,7 @@ def training_data(valid_workbook):
 def test_a_retried_training_task_resumes_from_the_last_finished_epoch(prefect_server, training_data, resume):
     from prefect import flow
 
-    from flows.train import backup_dir
+    from tasks.fit import backup_dir
     from tasks.train import train_model
 
     settings, values, bounds = training_data
@@ -152,7 +152,7 @@ def test_a_retried_training_task_resumes_from_the_last_finished_epoch(prefect_se
 
 
 def test_backups_are_kept_per_mlflow_run():
-    from flows.train import backup_dir
+    from tasks.fit import backup_dir
 
     assert backup_dir("a") != backup_dir("b") and backup_dir("a").parent == backup_dir("b").parent
 
@@ -206,7 +206,7 @@ def mlflow_server(tmp_path):
 
 
 def test_losing_the_tracking_server_fails_clearly_and_registers_nothing(mlflow_server, cli_env, valid_workbook):
-    from tasks import tracking
+    from tasks.tracking import runs, store
 
     names = ["tracking.experiment=faults-server", "registry.model_name=faults-server-model"]
     # Few retries keep the test short; the default (3, backoff 1 s) takes about 10 s more per call.
@@ -233,11 +233,11 @@ def test_losing_the_tracking_server_fails_clearly_and_registers_nothing(mlflow_s
     mlflow_server.start()
     try:
         os.environ["MLFLOW_TRACKING_URI"] = mlflow_server.url
-        tracking.connect()
-        assert tracking.close_stale_runs("faults-server") == [lost]
+        store.connect()
+        assert runs.close_stale_runs("faults-server") == [lost]
     finally:
         os.environ["MLFLOW_TRACKING_URI"] = cli_env["MLFLOW_TRACKING_URI"]
-        tracking.connect()
+        store.connect()
     assert store.get_run(lost).info.status == "KILLED"
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.promote import promote_flow
 from flows.train import train_flow
-from tasks import tracking
+from tasks.tracking import models, registry, runs
 from tasks.errors import InputError
 from tasks.forecast import load_forecaster
 from tasks.promote import CHALLENGER, CHAMPION, KEPT, PROMOTED, force_champion, rollback_champion
@@ -40,10 +40,10 @@ def register_variant(settings, data, change) -> str:
     model.set_weights(trained.keras_model.get_weights())
     change(model)
     example = pd.read_excel(data, engine="calamine").tail(24)[["date", "OT"]]
-    run_id = tracking.start_run(settings.tracking.experiment, "variant", "version 1, weights changed", {})
-    uri = tracking.log_model(run_id, model, trained.spec, example, forecast_next(model, trained.spec, example))
-    tracking.end_run(run_id, ok=True)
-    return tracking.register_model(uri, NAME, run_id)
+    run_id = runs.start_run(settings.tracking.experiment, "variant", "version 1, weights changed", {})
+    uri = models.log_model(run_id, model, trained.spec, example, forecast_next(model, trained.spec, example))
+    runs.end_run(run_id, ok=True)
+    return registry.register_model(uri, NAME, run_id)
 
 
 def shift_output(model):
@@ -68,7 +68,7 @@ def versions(prefect_server, valid_workbook, settings):
 
 
 def champion() -> str:
-    return tracking.alias_run(NAME, CHAMPION)[0]
+    return registry.alias_run(NAME, CHAMPION)[0]
 
 
 def version_tags(version: str) -> dict:
@@ -92,9 +92,9 @@ def test_gate_keeps_a_worse_challenger(versions, settings, valid_workbook):
     assert result.decision == KEPT and result.champion == "1"
     scores = result.scores
     assert scores["gate_challenger_mse"] > scores["gate_champion_mse"] > 0 and scores["gate_windows"] == 139
-    assert champion() == "1" and tracking.alias_run(NAME, CHALLENGER)[0] == versions["worse"]
+    assert champion() == "1" and registry.alias_run(NAME, CHALLENGER)[0] == versions["worse"]
     # Recorded on the challenger's run and on its model version.
-    run = MlflowClient().get_run(tracking.model_version(NAME, versions["worse"]).run_id)
+    run = MlflowClient().get_run(registry.model_version(NAME, versions["worse"]).run_id)
     assert run.data.tags["promotion_decision"] == KEPT
     assert run.data.metrics["gate_champion_mse"] == pytest.approx(scores["gate_champion_mse"])
     assert run.data.metrics["gate_challenger_mse"] == pytest.approx(scores["gate_challenger_mse"])
@@ -108,7 +108,7 @@ def test_gate_promotes_a_better_challenger_on_the_same_data(versions, settings, 
     result = promote_flow(NAME, str(valid_workbook), settings, "1")
     assert result.decision == PROMOTED and result.champion == versions["worse"]
     assert result.scores["gate_challenger_mse"] < result.scores["gate_champion_mse"]
-    assert champion() == "1" and tracking.alias_run(NAME, CHALLENGER) is None
+    assert champion() == "1" and registry.alias_run(NAME, CHALLENGER) is None
     tags = version_tags("1")
     assert tags["previous_champion"] == versions["worse"] and tags["champion_reason"].startswith("promotion gate: ")
     assert f"champion moved to version 1" in version_tags(versions["worse"])["alias_log"]
@@ -162,9 +162,9 @@ def test_cli_bad_requests_exit_2_and_leave_the_champion(versions, args, fragment
 
 
 def test_bad_data_or_version_for_the_gate_is_input_error(versions, settings, catalogue, valid_workbook):
-    before = champion(), tracking.alias_run(NAME, CHALLENGER)
+    before = champion(), registry.alias_run(NAME, CHALLENGER)
     with pytest.raises(InputError, match="hold text"):
         promote_flow(NAME, str(catalogue["text_in_numeric"]), settings, versions["worse"])
     with pytest.raises(InputError, match="no version 99"):
         promote_flow(NAME, str(valid_workbook), settings, "99")
-    assert (champion(), tracking.alias_run(NAME, CHALLENGER)) == before
+    assert (champion(), registry.alias_run(NAME, CHALLENGER)) == before
