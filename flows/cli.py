@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tasks.errors import InputError
+from tasks.errors import InputError, Problem
 
 # Quiet TensorFlow's C++ start-up chatter, and keep Prefect's temporary server from trying to send
 # telemetry (it fails loudly on machines without internet). Both must be set before the imports.
@@ -117,6 +117,85 @@ def train(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: Tar
     typer.echo(f"promotion: {result.promotion}")
 
 
+Config = Annotated[Optional[Path], typer.Option(help="YAML config file: the settings every fit starts from")]
+Sets = Annotated[list[str], typer.Option("--set", help="Override: section.key=value")]
+Workers = Annotated[int, typer.Option(min=1, help="Dask worker processes of the local cluster (fits at once)")]
+DaskAddress = Annotated[Optional[str], typer.Option(help="An existing Dask scheduler, e.g. tcp://HOST:8786 "
+                                                         "(its workers need a tracking server: MLFLOW_TRACKING_URI)")]
+
+
+@app.command()
+def sweep(data: Data,
+          space: Annotated[Path, typer.Option(help="Search space, YAML (see sweeps/example.yaml)")],
+          trials: Annotated[Optional[int], typer.Option(min=1, help="Trials in all (default: the whole grid, or 20)")]
+          = None,
+          workers: Workers = 2, dask_address: DaskAddress = None,
+          register: Annotated[Optional[str], typer.Option(help="'best': register the best trial's model and gate it")]
+          = None,
+          name: Annotated[Optional[str], typer.Option(help="Sweep name; the same name again continues that sweep")]
+          = None,
+          sheet: Sheet = None, time_col: TimeCol = None, target: Target = None, header_row: HeaderRow = None,
+          config: Config = None, set_: Sets = []) -> None:
+    """Many trainings at once on a Dask cluster: one MLflow child run per trial, chosen on val MSE."""
+    from tasks.settings import load_settings
+
+    with user_errors():
+        if register not in (None, "best"):
+            raise InputError([Problem(f"--register {register}: only 'best' is known", "--register best")])
+        settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row)])
+        from flows.fanout import check_store_shared, task_runner
+
+        check_store_shared(dask_address)
+        flow = _fanout_flow("flows.sweep", "sweep_flow", task_runner(workers, dask_address))
+        result = flow(str(data), str(space), settings, trials, workers, name, register == "best")
+    typer.echo(f"sweep {result.name}: run_id {result.run_id}; {len(result.table)} trials; best {result.best['name']} "
+               f"val_mse {result.best['val_mse']:.4f} (test_mse {result.best['test_mse']:.4f}, run {result.best['run_id']})")
+    if result.version:
+        typer.echo(f"model: {settings.registry.model_name} version {result.version}\npromotion: {result.promotion}")
+
+
+@app.command()
+def backtest(data: Data,
+             folds: Annotated[int, typer.Option(min=1, help="Folds, each a model scored on its own rows")] = 5,
+             fold_size: Annotated[Optional[int], typer.Option(min=1, help="Rows per fold (default: the test split's)")]
+             = None,
+             refit: Annotated[str, typer.Option(help="'every': a model per fold; 'once': one model for all folds")]
+             = "every",
+             workers: Workers = 2, dask_address: DaskAddress = None,
+             sheet: Sheet = None, time_col: TimeCol = None, target: Target = None, header_row: HeaderRow = None,
+             config: Config = None, set_: Sets = []) -> None:
+    """Rolling-origin evaluation of one configuration: folds fitted side by side, one MLflow child run each."""
+    from tasks.settings import load_settings
+
+    with user_errors():
+        if refit not in ("every", "once"):
+            raise InputError([Problem(f"--refit {refit}: use 'every' or 'once'", "--refit every")])
+        settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row)])
+        from flows.fanout import check_store_shared, task_runner
+
+        check_store_shared(dask_address)
+        flow = _fanout_flow("flows.backtest", "backtest_flow", task_runner(workers, dask_address))
+        result = flow(str(data), settings, folds, fold_size, refit, workers)
+    s = result.scores
+    typer.echo(f"run_id: {result.run_id}\nbacktest_mse: {s['backtest_mse']:.4f} ± {s['backtest_mse_std']:.4f} over "
+               f"{s['folds_finished']:.0f} folds (repeat {s['repeat_backtest_mse']:.4f}, "
+               f"seasonal naive {s['seasonal_naive_backtest_mse']:.4f})")
+    typer.echo(result.table[["fold", "origin", "test_mse", "repeat_test_mse", "status"]].to_string(index=False))
+
+
+def _fanout_flow(module: str, name: str, runner):
+    """The flow, on `runner`, after Prefect's temporary server (when no server is configured) has started
+    beside the imports; Dask's worker processes are given its address, as they cannot find it themselves."""
+    import importlib
+
+    server = _start_prefect_server()
+    try:
+        flow = getattr(importlib.import_module(module), name)
+    finally:
+        server.join()
+    return flow.with_options(task_runner=runner)
+
+
 def _start_prefect_server() -> threading.Thread:
     """With no PREFECT_API_URL, a flow's first call starts Prefect's temporary server and waits for it
     (5-10 s). Started here, in the background, the wait overlaps the imports; `join` before the flow."""
@@ -129,7 +208,14 @@ def _start_prefect_server() -> threading.Thread:
         from prefect.server.api.server import SubprocessASGIServer
 
         # The instance the flow's client will find, already up.
-        thread = threading.Thread(target=SubprocessASGIServer().start, daemon=True)
+        server = SubprocessASGIServer()
+
+        def start():
+            server.start()
+            # Processes started from here on (Dask workers) report to this server.
+            os.environ["PREFECT_API_URL"] = server.api_url
+
+        thread = threading.Thread(target=start, daemon=True)
     thread.start()
     return thread
 
@@ -166,7 +252,6 @@ def promote(data: Annotated[Optional[Path], typer.Argument(help="Data for the ga
             config: Annotated[Optional[Path], typer.Option(help="YAML config file")] = None,
             set_: Annotated[list[str], typer.Option("--set", help="Override: section.key=value")] = []) -> None:
     """The champion/challenger gate on DATA; or --version N --force; or --rollback."""
-    from tasks.errors import Problem
     from tasks.settings import load_settings
 
     with user_errors():

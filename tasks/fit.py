@@ -143,8 +143,11 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: Bounds, log_mo
         figures=figures,
         tags={"lstm_improved_on_start": str(improved).lower()},
     )
-    model_uri = models.log_model(run_id, **{k: packaged[k] for k in ("keras_model", "spec", "input_example",
-                                                                      "output_example")}) if packaged else None
+    model_uri = None
+    if packaged:
+        model_uri = models.log_model(run_id, **{k: packaged[k] for k in ("keras_model", "spec", "input_example",
+                                                                          "output_example")})
+        runs.set_run_tags(run_id, {"model_uri": model_uri})  # what `sweep --register best` registers, later too
     return FitResult(run_id, metrics, {k: history[k] for k in ("loss", "val_loss") if k in history}, model_uri,
                      (test.start, test.stop), scaler.inverse_target(test_pred), step_mse, scored)
 

@@ -25,18 +25,27 @@ def draw_future(ax, actual: pd.Series, future: pd.DataFrame, title: str) -> None
     ax.legend(loc="upper left")
 
 
+def _actual(ax, actual: pd.Series, first: pd.Timestamp, horizon: int, last: pd.Timestamp | None = None) -> None:
+    """The actual series from one horizon before `first` to `last` (default: its end)."""
+    at = actual.index.get_loc(first)
+    ax.plot(actual.iloc[max(0, at - horizon):].loc[:last], color="0.35", lw=1, label="actual")
+
+
+def _tiles(ax, index: pd.Index, forecast: np.ndarray, color, label: str) -> None:
+    """Forecasts [windows, H] from every H-th origin of `index` (their first target steps), so they tile."""
+    horizon = forecast.shape[1]
+    for n, i in enumerate(range(0, len(forecast), horizon)):
+        ax.plot(index[i:i + horizon], forecast[i][: len(index[i:i + horizon])], color=color, lw=1.2,
+                label=label if n == 0 else None)
+
+
 def plot_forecast(actual: pd.Series, test_index: pd.DatetimeIndex, test_forecast: np.ndarray,
                   future: pd.DataFrame | None, title: str) -> Figure:
     """Test period: actual vs forecasts from every H-th origin (so they tile without overlap);
     then, when given, the next H steps after the end of the data."""
-    horizon = test_forecast.shape[1]
     fig, ax = plt.subplots(figsize=(12, 4.5), layout="constrained")
-    shown = actual.loc[test_index[0] - (test_index[1] - test_index[0]) * horizon:]
-    ax.plot(shown.index, shown.to_numpy(), color="0.35", lw=1, label="actual")
-    tiles = range(0, len(test_forecast), horizon)
-    for n, i in enumerate(tiles):
-        ax.plot(test_index[i:i + horizon], test_forecast[i][: len(test_index[i:i + horizon])],
-                color="tab:blue", lw=1.2, label="test forecast (every H-th origin)" if n == 0 else None)
+    _actual(ax, actual, test_index[0], test_forecast.shape[1])
+    _tiles(ax, test_index, test_forecast, "tab:blue", "test forecast (every H-th origin)")
     if future is not None:
         draw_future(ax, actual, future, title)
     else:
@@ -68,6 +77,56 @@ def plot_losses(history: dict[str, list[float]]) -> Figure:
         ax.scatter([val_epochs[best]], [val[best]], color="tab:red", zorder=3, label=f"best epoch {val_epochs[best]}")
     ax.set(xlabel="epoch", ylabel="loss (normalized)", yscale="log", title="Loss curves")
     ax.legend()
+    return fig
+
+
+def plot_forecasts(actual: pd.Series, forecasts: list[tuple[str, pd.Index, np.ndarray]], title: str,
+                   marks: list[pd.Timestamp] = ()) -> Figure:
+    """Several forecasts over the actual series, each tiled from every H-th origin of its own index
+    (`label, index of its origins' first targets, forecasts [windows, H]`); `marks`: dashed lines (fold origins)."""
+    fig, ax = plt.subplots(figsize=(12, 4.5), layout="constrained")
+    horizon = forecasts[0][2].shape[1]
+    _actual(ax, actual, min(index[0] for _, index, _ in forecasts), horizon,
+            max(index[-1] for _, index, _ in forecasts) + (actual.index[-1] - actual.index[-2]) * horizon)
+    for n, (label, index, forecast) in enumerate(forecasts):
+        _tiles(ax, index, forecast, f"C{n % 9 + 1}", label)
+    for mark in marks:
+        ax.axvline(mark, color="0.5", ls="--", lw=0.8)
+    ax.set(title=title, ylabel=actual.name)
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def plot_objective(table: pd.DataFrame, keys: list[str], objective: str) -> Figure:
+    """The objective against each varied setting, one panel each (finished trials; the best in red)."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6), layout="constrained", squeeze=False)
+    done = table[table[objective].notna()]
+    best = done[objective].idxmin() if len(done) else None
+    for ax, key in zip(axes[0], keys):
+        x = done[key]
+        numeric = pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x)
+        x = x if numeric else x.astype(str)
+        ax.scatter(x, done[objective], color="tab:blue")
+        if best is not None:
+            ax.scatter([x[best]], [done[objective][best]], color="tab:red", zorder=3, label="best")
+        if numeric and (x > 0).all() and x.max() / x.min() > 20:
+            ax.set_xscale("log")
+        ax.set(xlabel=key, ylabel=objective)
+    axes[0][0].legend()
+    fig.suptitle(f"{objective} by setting ({len(done)} finished trials)")
+    return fig
+
+
+def plot_val_losses(curves: dict[str, list[float]], best: str | None) -> Figure:
+    """Every trial's val_loss per epoch, overlaid; the best trial's drawn bold."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    for name, values in curves.items():
+        bold = name == best
+        ax.plot(np.arange(1, len(values) + 1), values, lw=2.2 if bold else 0.9, alpha=1 if bold else 0.6,
+                color="tab:red" if bold else None, label=f"{name} (best)" if bold else None, zorder=3 if bold else 2)
+    ax.set(xlabel="epoch", ylabel="val_loss (normalized)", yscale="log", title=f"val_loss of {len(curves)} trials")
+    if best is not None:
+        ax.legend()
     return fig
 
 

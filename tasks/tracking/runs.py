@@ -148,11 +148,22 @@ def close_stale_runs(experiment: str) -> list[str]:
         host, pid = run.data.tags.get("host"), run.data.tags.get("pid", "")
         if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid), run.info.start_time):
             continue
-        MlflowClient().set_tag(run.info.run_id, "failure", f"its process (pid {pid} on {host}) ended without "
-                                                            "finishing the run; marked KILLED by a later training")
-        MlflowClient().set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        mark_killed(run.info.run_id, f"its process (pid {pid} on {host}) ended without finishing the run; "
+                                     "marked KILLED by a later training")
         stale.append(run.info.run_id)
     return stale
+
+
+def mark_killed(run_id: str, why: str) -> None:
+    MlflowClient().set_tag(run_id, "failure", why)
+    MlflowClient().set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+
+
+def fail_run_if_running(run_id: str, why: str) -> None:
+    """Mark FAILED a run whose process could not (a Dask worker that died mid-fit)."""
+    if MlflowClient().get_run(run_id).info.status == "RUNNING":
+        MlflowClient().set_tag(run_id, "failure", why)
+        end_run(run_id, ok=False)
 
 
 def _alive(pid: int, run_start_ms: int) -> bool:
@@ -203,7 +214,38 @@ def recorded(run_id: str):
     """End run `run_id` FINISHED when the block succeeds; FAILED, with the reason, when it raises."""
     try:
         yield
+    except KeyboardInterrupt:
+        mark_killed(run_id, "stopped by the user (Ctrl-C)")
+        raise
     except BaseException as exc:
         fail_run(run_id, exc)
         raise
     end_run(run_id, ok=True)
+
+
+def find_runs(experiment: str, filter_string: str) -> list:
+    """Runs of `experiment` matching `filter_string`, newest first."""
+    found = MlflowClient().get_experiment_by_name(experiment)
+    return MlflowClient().search_runs([found.experiment_id], filter_string, order_by=["attributes.start_time DESC"]
+                                      ) if found else []
+
+
+def child_runs(parent: str) -> list:
+    """Every run whose `mlflow.parentRunId` is `parent`."""
+    run = MlflowClient().get_run(parent)
+    return MlflowClient().search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'",
+                                      max_results=10000)
+
+
+def reopen_run(run_id: str) -> None:
+    """A finished run set RUNNING again: a sweep continued by name logs on to its parent."""
+    MlflowClient().update_run(run_id, status="RUNNING")
+
+
+def tag(run_id: str, key: str) -> str | None:
+    return MlflowClient().get_run(run_id).data.tags.get(key)
+
+
+def metric_values(run_id: str, key: str) -> list[float]:
+    """A metric's values in step order (e.g. a run's val_loss per epoch)."""
+    return [m.value for m in sorted(MlflowClient().get_metric_history(run_id, key), key=lambda m: m.step)]

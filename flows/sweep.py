@@ -1,0 +1,166 @@
+"""The sweep flow: many configurations fitted at once on a Dask cluster, one MLflow child run each under one
+parent run, the best chosen on validation MSE and, if asked, registered and put through the gate."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from prefect import flow
+from prefect.runtime import flow_run
+
+from flows.fanout import Progress, abandon, launch, next_done
+from flows.promote import promote_flow
+from tasks.errors import InputError, Problem
+from tasks.fit import Prepared, prepare_data
+from tasks.promote import GateResult
+from tasks.settings import Settings
+from tasks.space import Proposer, Space, read_space, trial_name, trial_settings
+from tasks.split import required_rows
+from tasks.sweep import OBJECTIVE, earlier_trials, log_sweep, trial_record, trials_table
+from tasks.tracking import registry, runs, store
+
+DEFAULT_TRIALS = 20  # for a space with ranges; a grid runs every combination
+BEST_SHOWN = 3  # trials whose test forecasts the parent's figure draws
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    run_id: str
+    name: str
+    table: pd.DataFrame  # every trial, best first
+    best: dict[str, Any] | None  # the best trial's row of `table`
+    version: str | None = None  # registered with --register best
+    promotion: GateResult | None = None
+
+
+class SweepFailed(RuntimeError):
+    """No trial of the sweep finished."""
+
+
+def fit_label(table: pd.DataFrame, run_id: str) -> str:
+    return table.loc[table["run_id"] == run_id, "name"].iloc[0]
+
+
+def refused(space: Space, base: Settings, rows: int) -> list[Problem]:
+    """Grid combinations the settings refuse, or that need more rows than the data has: found before
+    any training. (A range's values are checked as Optuna proposes them.)"""
+    problems = []
+    for values in space.grid() if space.is_grid else []:
+        try:
+            needed = required_rows(trial_settings(base, values))
+        except InputError as exc:
+            problems.append(Problem(f"trial {trial_name(values)}: {exc.problems[0].what}", "change the space"))
+            continue
+        if needed > rows:
+            problems.append(Problem(f"trial {trial_name(values)} needs {needed} rows; the data has {rows}",
+                                    "lower window.input_length / window.horizon in the space, or use more data"))
+    return problems
+
+
+def open_sweep(name: str, data: Prepared, space: Space, settings: Settings, workers: int) -> tuple[str, list[dict]]:
+    """The parent run: the one of a sweep of this name, continued (its trials so far returned as rows), or a new one."""
+    experiment = settings.tracking.experiment
+    found = runs.find_runs(experiment, f"tags.run_type = 'sweep' and tags.sweep_name = '{name}'")
+    if found:
+        parent = found[0].info.run_id
+        if runs.load_dict(parent, "space.yaml") != space.axes:
+            raise InputError([Problem(f"sweep {name!r} (run {parent}) was run with another space",
+                                      "pass the same space file to continue it, or another --name")])
+        runs.reopen_run(parent)
+        return parent, earlier_trials(runs.child_runs(parent), list(space.axes))
+    parent = runs.start_run(experiment, name, f"Sweep of {len(space.axes)} settings on {data.source}",
+                            {"run_type": "sweep", "sweep_name": name, "prefect_flow_run_id": str(flow_run.id)})
+    runs.log_params(parent, settings.flat() | {"data.path": data.source, "data.digest": data.digest,
+                                               "sweep.sampler": "grid" if space.is_grid else "optuna-tpe",
+                                               "sweep.objective": OBJECTIVE, "sweep.workers": workers}
+                    | {f"space.{k}": yaml.safe_dump(v, default_flow_style=True).strip() for k, v in space.axes.items()})
+    runs.log_dict(parent, space.axes, "space.yaml")
+    return parent, []
+
+
+def run_trials(proposer: Proposer, total: int, workers: int, parent: str, name: str, data: Prepared,
+               settings: Settings, earlier: list[dict]) -> tuple[list[dict], dict, dict]:
+    """Ask for as many trials as there are workers, submit them, and tell each objective as it comes in;
+    returns the rows, val_loss curves and fit results of this invocation's trials."""
+    rows, curves, fits, jobs = [], {}, {}, []
+    progress = Progress(total)
+    number = max((r["trial"] for r in earlier), default=0)
+    best = min((r[OBJECTIVE] for r in earlier if r["status"] == "FINISHED"), default=math.inf)
+    try:
+        while len(rows) < total:
+            while len(rows) + len(jobs) < total and len(jobs) < workers and (asked := proposer.ask()) is not None:
+                handle, values = asked
+                number += 1
+                try:
+                    trial = trial_settings(settings, values)
+                    if required_rows(trial) > len(data.series):
+                        raise InputError([Problem(f"needs {required_rows(trial)} rows; the data has {len(data.series)}")])
+                except InputError as exc:  # an Optuna proposal the settings refuse: a failed trial, no run
+                    proposer.tell(handle, None)
+                    rows.append(trial_record(number, trial_name(values), values, "", None, None, str(exc.problems[0])))
+                    print(progress.line(f"trial {trial_name(values)} refused: {exc.problems[0]}"))
+                    continue
+                jobs.append(launch((handle, number, values), trial_name(values), parent, settings.tracking.experiment,
+                                   {"run_type": "trial", "trial": str(number), "sweep_name": name}, data, trial))
+            if not jobs:
+                break  # the grid is done
+            done = next_done(jobs)
+            handle, trial_number, values = done.job.key
+            metrics = done.result.metrics if done.result else None
+            proposer.tell(handle, metrics[OBJECTIVE] if metrics else None)
+            rows.append(trial_record(trial_number, done.job.name, values, done.job.run_id, metrics, done.seconds,
+                                     done.error))
+            if done.result:
+                curves[done.job.name], fits[done.job.run_id] = done.result.history["val_loss"], done.result
+                best = min(best, metrics[OBJECTIVE])
+                runs.log_metrics(parent, {"best_val_mse": best}, step=len(earlier) + len(rows))
+                text = f"{OBJECTIVE}={metrics[OBJECTIVE]:.4f}"
+            else:
+                text = f"FAILED ({done.error})"
+            print(progress.line(f"trial {done.job.name}  {text}  best {best:.4f}"))
+    except BaseException:
+        abandon(jobs, "the sweep was stopped before this trial finished")
+        raise
+    return rows, curves, fits
+
+
+@flow(name="sweep", log_prints=True)
+def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), trials: int | None = None,
+               workers: int = 2, name: str | None = None, register_best: bool = False) -> SweepResult:
+    """Read the space and the data once, fit the trials side by side (tasks/fit.py, on the flow's Dask task
+    runner), record them under one parent run, and register the best if asked."""
+    store.connect()
+    space = read_space(Path(space_file), settings)
+    prepared = prepare_data(data, settings)
+    if problems := refused(space, settings, len(prepared.series)):
+        raise InputError(problems)
+    name = name or f"sweep-{Path(data).stem}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
+    parent, earlier = open_sweep(name, prepared, space, settings, workers)
+    print(f"MLflow run {parent} (sweep {name}" + (f", continued: {len(earlier)} trials done before)" if earlier else ")"))
+    proposer = Proposer(space, settings.train.seed,
+                        [({k: r[k] for k in space.axes}, r[OBJECTIVE]) for r in earlier if r["status"] == "FINISHED"])
+    wanted = (trials or proposer.size or DEFAULT_TRIALS) - len(earlier)
+    total = max(0, min(wanted, proposer.size) if proposer.size is not None else wanted)
+    with runs.recorded(parent):
+        rows, curves, fits = run_trials(proposer, total, workers, parent, name, prepared, settings, earlier)
+        table = trials_table(earlier + rows)
+        chosen = [fits[r] for r in table["run_id"] if r in fits][:BEST_SHOWN]
+        forecasts = [(f"{fit_label(table, fit.run_id)} (val_mse {fit.metrics[OBJECTIVE]:.4f})",
+                      prepared.series.index[slice(*fit.test_starts)], fit.test_forecast) for fit in chosen]
+        curves = {r["name"]: runs.metric_values(r["run_id"], "val_loss") for r in earlier if r["status"] == "FINISHED"} | curves
+        best = log_sweep(parent, table, list(space.axes), curves, forecasts, prepared.series[prepared.summary.target])
+        if best is None:
+            raise SweepFailed(f"none of the {len(table)} trials finished (trials.csv on run {parent} says why)")
+    print(f"best trial {best['name']}: {OBJECTIVE}={best[OBJECTIVE]:.4f} (run {best['run_id']})")
+    if not register_best:
+        return SweepResult(parent, name, table, best)
+    model_uri = fits[best["run_id"]].model_uri if best["run_id"] in fits else runs.tag(best["run_id"], "model_uri")
+    version = registry.register_version(model_uri, settings.registry.model_name, best["run_id"])
+    gate = promote_flow(settings.registry.model_name, data, trial_settings(settings, {k: best[k] for k in space.axes}),
+                        version, prepared.series)
+    return SweepResult(parent, name, table, best, version, gate)
