@@ -28,14 +28,14 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from bench import protocol
+from bench import fanout, protocol
 from bench.bigbook import hourly_series, write_workbook
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
 CLI = PYTHON.with_name("lstm-pipeline")
 PEAK_RSS = ROOT / "tests" / "fixtures" / "peak_rss.py"  # forks the command from a small process
-PARTS = ("accuracy", "speed", "overhead", "scale")
+PARTS = ("accuracy", "speed", "overhead", "scale", "sweep", "backtest")
 SCALE_ROWS = 1_000_000
 LIMITS = {"seed_seconds": 60, "validate_seconds": 30, "validate_peak_gb": 1.5, "epoch_ratio": 0.5}
 
@@ -334,6 +334,10 @@ def report(results: dict) -> str:
             f"{4 * (protocol.L + 24) * 0.7:.0f} bytes per row (a float32 window of L=96 and its H=24 targets for "
             f"each of the 70% train origins).\n\n"
             + phase_table(s["train_xlsx"]["phases"], "1M-row .xlsx train") + "\n")
+    if "sweep" in results:
+        parts.append(fanout.sweep_report(results["sweep"]))
+    if "backtest" in results:
+        parts.append(fanout.backtest_report(results["backtest"]))
     return "\n".join(parts)
 
 
@@ -374,7 +378,9 @@ def main() -> None:
     results = {"date": date.today().isoformat(), "machine": machine(),
                "command": ".venv/bin/python -m bench.run " + " ".join(sys.argv[1:])}
     runners = {"accuracy": lambda: accuracy(data, env), "speed": lambda: speed(data, env),
-               "overhead": lambda: overhead(data, env), "scale": lambda: scale(env, folder)}
+               "overhead": lambda: overhead(data, env), "scale": lambda: scale(env, folder),
+               "sweep": lambda: fanout.sweep(measure, CLI, data, env, folder),
+               "backtest": lambda: fanout.backtest(measure, CLI, data, env)}
     for part in parts:
         print(f"[bench] {part} ...", file=sys.stderr, flush=True)
         results[part] = runners[part]()

@@ -13,6 +13,7 @@ from prefect.runtime import flow_run
 
 from flows.fanout import Progress, abandon, launch, next_done
 from tasks.backtest import Fold, Outcome, log_backtest, plan_folds, refit_once, summarize
+from tasks.errors import NothingFinished
 from tasks.fit import Prepared, prepare_data
 from tasks.settings import Settings
 from tasks.tracking import runs, store
@@ -25,14 +26,6 @@ class BacktestResult:
     scores: dict[str, float]  # backtest_mse, backtest_mse_std, ...
 
 
-class BacktestFailed(RuntimeError):
-    """No fold of the backtest finished."""
-
-
-def fold_params(fold: Fold, index: pd.Index) -> dict[str, str]:
-    return {"fold.number": fold.number, "fold.origin": fold.origin, "fold.origin_time": str(index[fold.origin])}
-
-
 def run_every(plan: list[Fold], parent: str, data: Prepared, settings: Settings) -> list[Outcome]:
     """A model per fold, each fitted on the rows before its origin (the fold is given no later rows)."""
     index, progress, outcomes, jobs = data.series.index, Progress(len(plan)), [], []
@@ -40,7 +33,7 @@ def run_every(plan: list[Fold], parent: str, data: Prepared, settings: Settings)
         for fold in plan:
             jobs.append(launch(fold, f"fold-{fold.number}", parent, settings.tracking.experiment,
                                {"run_type": "fold", "fold": str(fold.number)}, data.head(fold.bounds.test[1]), settings,
-                               params=fold_params(fold, index), bounds=fold.bounds, log_model=False))
+                               params=fold.params(index), bounds=fold.bounds, log_model=False))
         while jobs:
             done = next_done(jobs)
             outcomes.append(Outcome(done.job.key, done.job.run_id, done.result, done.error))
@@ -71,7 +64,7 @@ def run_once(plan: list[Fold], parent: str, data: Prepared, settings: Settings) 
                                  "fitted_by": done.job.run_id})
         outcome = Outcome(fold, run_id, done.result, done.error, shared=True)
         with runs.recorded(run_id):
-            runs.log_params(run_id, settings.flat() | fold_params(fold, index))
+            runs.log_params(run_id, settings.flat() | fold.params(index))
             runs.log_metrics(run_id, outcome.metrics or {})
         outcomes.append(outcome)
     return outcomes
@@ -98,7 +91,7 @@ def backtest_flow(data: str, settings: Settings = Settings(), folds: int = 5, fo
         outcomes = (run_once if refit == "once" else run_every)(plan, parent, prepared, settings)
         table = log_backtest(parent, outcomes, prepared, settings.window)
         if table["status"].eq("FAILED").all():
-            raise BacktestFailed(f"none of the {len(plan)} folds finished (folds.csv on run {parent} says why)")
+            raise NothingFinished(f"none of the {len(plan)} folds finished (folds.csv on run {parent} says why)")
     scores = summarize(table)
     print(f"{scores['folds_finished']:.0f} of {len(plan)} folds finished: backtest_mse {scores['backtest_mse']:.4f} "
           f"± {scores['backtest_mse_std']:.4f} (repeat {scores['repeat_backtest_mse']:.4f}, "

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tasks.errors import InputError, Problem
+from tasks.errors import InputError, NothingFinished, Problem
 
 # Quiet TensorFlow's C++ start-up chatter, and keep Prefect's temporary server from trying to send
 # telemetry (it fails loudly on machines without internet). Both must be set before the imports.
@@ -44,6 +44,9 @@ def user_errors():
         for problem in exc.problems:
             typer.secho(f"error: {problem}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
+    except NothingFinished as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
     except Exception as exc:
         reason = _unreachable(exc)
         if reason is None:
@@ -64,7 +67,7 @@ class _NoTraceback(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if error is not None and (isinstance(error, InputError) or _unreachable(error)):
+        if error is not None and (isinstance(error, (InputError, NothingFinished)) or _unreachable(error)):
             record.exc_info = record.exc_text = None
         return True
 
@@ -134,6 +137,11 @@ def sweep(data: Data,
           = None,
           name: Annotated[Optional[str], typer.Option(help="Sweep name; the same name again continues that sweep")]
           = None,
+          objective: Annotated[str, typer.Option(help="'val': the val split's MSE; 'backtest': the mean val MSE "
+                                                      "over --folds backtest folds")] = "val",
+          folds: Annotated[int, typer.Option(min=1, help="Folds per trial with --objective backtest")] = 3,
+          fold_size: Annotated[Optional[int], typer.Option(min=1, help="Rows per fold (default: the test split's)")]
+          = None,
           sheet: Sheet = None, time_col: TimeCol = None, target: Target = None, header_row: HeaderRow = None,
           config: Config = None, set_: Sets = []) -> None:
     """Many trainings at once on a Dask cluster: one MLflow child run per trial, chosen on val MSE."""
@@ -142,14 +150,19 @@ def sweep(data: Data,
     with user_errors():
         if register not in (None, "best"):
             raise InputError([Problem(f"--register {register}: only 'best' is known", "--register best")])
+        if objective not in ("val", "backtest"):
+            raise InputError([Problem(f"--objective {objective}: use 'val' or 'backtest'", "--objective val")])
         settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row)])
         from flows.fanout import check_store_shared, task_runner
 
         check_store_shared(dask_address)
         flow = _fanout_flow("flows.sweep", "sweep_flow", task_runner(workers, dask_address))
-        result = flow(str(data), str(space), settings, trials, workers, name, register == "best")
-    typer.echo(f"sweep {result.name}: run_id {result.run_id}; {len(result.table)} trials; best {result.best['name']} "
-               f"val_mse {result.best['val_mse']:.4f} (test_mse {result.best['test_mse']:.4f}, run {result.best['run_id']})")
+        result = flow(str(data), str(space), settings, trials, workers, name, register == "best", objective, folds,
+                      fold_size)
+    best = result.best
+    test = f"backtest_mse {best['backtest_mse']:.4f}" if "backtest_mse" in best else f"test_mse {best['test_mse']:.4f}"
+    typer.echo(f"sweep {result.name}: run_id {result.run_id}; {len(result.table)} trials; best {best['name']} "
+               f"val_mse {best['val_mse']:.4f} ({test}, run {best['run_id']})")
     if result.version:
         typer.echo(f"model: {settings.registry.model_name} version {result.version}\npromotion: {result.promotion}")
 

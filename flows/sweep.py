@@ -4,18 +4,20 @@ parent run, the best chosen on validation MSE and, if asked, registered and put 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import yaml
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.fanout import Progress, abandon, launch, next_done
+from flows.fanout import Job, Progress, abandon, launch, next_done
 from flows.promote import promote_flow
-from tasks.errors import InputError, Problem
+from tasks.backtest import Outcome, log_backtest, plan_folds, summarize
+from tasks.errors import InputError, NothingFinished, Problem
 from tasks.fit import Prepared, prepare_data
 from tasks.promote import GateResult
 from tasks.settings import Settings
@@ -38,10 +40,6 @@ class SweepResult:
     promotion: GateResult | None = None
 
 
-class SweepFailed(RuntimeError):
-    """No trial of the sweep finished."""
-
-
 def fit_label(table: pd.DataFrame, run_id: str) -> str:
     return table.loc[table["run_id"] == run_id, "name"].iloc[0]
 
@@ -62,13 +60,14 @@ def refused(space: Space, base: Settings, rows: int) -> list[Problem]:
     return problems
 
 
-def open_sweep(name: str, data: Prepared, space: Space, settings: Settings, workers: int) -> tuple[str, list[dict]]:
+def open_sweep(name: str, data: Prepared, space: Space, settings: Settings, workers: int, objective: str
+               ) -> tuple[str, list[dict]]:
     """The parent run: the one of a sweep of this name, continued (its trials so far returned as rows), or a new one."""
     experiment = settings.tracking.experiment
     found = runs.find_runs(experiment, f"tags.run_type = 'sweep' and tags.sweep_name = '{name}'")
     if found:
         parent = found[0].info.run_id
-        if runs.load_dict(parent, "space.yaml") != space.axes:
+        if runs.load_dict(parent, "space.json") != space.axes:
             raise InputError([Problem(f"sweep {name!r} (run {parent}) was run with another space",
                                       "pass the same space file to continue it, or another --name")])
         runs.reopen_run(parent)
@@ -77,77 +76,147 @@ def open_sweep(name: str, data: Prepared, space: Space, settings: Settings, work
                             {"run_type": "sweep", "sweep_name": name, "prefect_flow_run_id": str(flow_run.id)})
     runs.log_params(parent, settings.flat() | {"data.path": data.source, "data.digest": data.digest,
                                                "sweep.sampler": "grid" if space.is_grid else "optuna-tpe",
-                                               "sweep.objective": OBJECTIVE, "sweep.workers": workers}
+                                               "sweep.objective": objective, "sweep.workers": workers}
                     | {f"space.{k}": yaml.safe_dump(v, default_flow_style=True).strip() for k, v in space.axes.items()})
-    runs.log_dict(parent, space.axes, "space.yaml")
+    runs.log_dict(parent, space.axes, "space.json")
     return parent, []
 
 
+@dataclass
+class Trial:
+    """A proposed configuration on its way: its run and, scored by backtest, its folds' outcomes."""
+
+    number: int
+    handle: int  # the proposer's
+    values: dict[str, Any]
+    settings: Settings
+    run_id: str = ""
+    folds: int = 0  # fold fits outstanding (backtest objective)
+    outcomes: list[Outcome] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def name(self) -> str:
+        return trial_name(self.values)
+
+
+def start_trial(trial: Trial, parent: str, sweep: str, data: Prepared, backtest: tuple[int, int | None] | None
+                ) -> list[Job]:
+    """Open the trial's child run and submit its fit, or (scored by backtest) its folds' fits as its children."""
+    experiment, tags = trial.settings.tracking.experiment, {"run_type": "trial", "trial": str(trial.number),
+                                                           "sweep_name": sweep}
+    if backtest is None:
+        job = launch((trial, None), trial.name, parent, experiment, tags, data, trial.settings)
+        trial.run_id = job.run_id
+        return [job]
+    plan = plan_folds(len(data.series), trial.settings, *backtest)
+    trial.run_id = runs.start_run(experiment, trial.name, f"trial {trial.name} of sweep {sweep}, scored by a backtest",
+                                  {"mlflow.parentRunId": parent, **tags})
+    runs.log_params(trial.run_id, trial.settings.flat() | {"data.path": data.source, "data.digest": data.digest})
+    trial.folds = len(plan)
+    return [launch((trial, fold), f"{trial.name}-fold-{fold.number}", trial.run_id, experiment,
+                   {"run_type": "fold", "fold": str(fold.number)}, data.head(fold.bounds.test[1]), trial.settings,
+                   params=fold.params(data.series.index), bounds=fold.bounds, log_model=False) for fold in plan]
+
+
+def finish_trial(trial: Trial, data: Prepared) -> tuple[dict | None, str | None]:
+    """A backtest-scored trial whose folds are all in: log them on its run and end it; (metrics, failure)."""
+    table = log_backtest(trial.run_id, trial.outcomes, data, trial.settings.window)
+    if table["status"].eq("FAILED").all():
+        failure = f"none of its {len(table)} folds finished: {table['failure'].iloc[0]}"
+        runs.fail_run_if_running(trial.run_id, failure)
+        return None, failure
+    scores = summarize(table)
+    metrics = scores | {OBJECTIVE: scores["backtest_val_mse"]}  # never the folds' test windows
+    runs.log_metrics(trial.run_id, {OBJECTIVE: metrics[OBJECTIVE]})
+    runs.end_run(trial.run_id, ok=True)
+    return metrics, None
+
+
 def run_trials(proposer: Proposer, total: int, workers: int, parent: str, name: str, data: Prepared,
-               settings: Settings, earlier: list[dict]) -> tuple[list[dict], dict, dict]:
-    """Ask for as many trials as there are workers, submit them, and tell each objective as it comes in;
+               settings: Settings, earlier: list[dict], backtest: tuple[int, int | None] | None
+               ) -> tuple[list[dict], dict, dict]:
+    """Ask for trials while workers are free, submit them, and tell each objective as it comes in;
     returns the rows, val_loss curves and fit results of this invocation's trials."""
     rows, curves, fits, jobs = [], {}, {}, []
     progress = Progress(total)
     number = max((r["trial"] for r in earlier), default=0)
     best = min((r[OBJECTIVE] for r in earlier if r["status"] == "FINISHED"), default=math.inf)
+    asked = 0
     try:
         while len(rows) < total:
-            while len(rows) + len(jobs) < total and len(jobs) < workers and (asked := proposer.ask()) is not None:
-                handle, values = asked
-                number += 1
+            while asked < total and len(jobs) < workers and (proposal := proposer.ask()) is not None:
+                handle, values = proposal
+                number, asked = number + 1, asked + 1
                 try:
-                    trial = trial_settings(settings, values)
-                    if required_rows(trial) > len(data.series):
-                        raise InputError([Problem(f"needs {required_rows(trial)} rows; the data has {len(data.series)}")])
-                except InputError as exc:  # an Optuna proposal the settings refuse: a failed trial, no run
+                    trial = Trial(number, handle, values, trial_settings(settings, values))
+                    if required_rows(trial.settings) > len(data.series):
+                        raise InputError([Problem(f"needs {required_rows(trial.settings)} rows; "
+                                                  f"the data has {len(data.series)}")])
+                    jobs += start_trial(trial, parent, name, data, backtest)
+                except InputError as exc:  # a proposal the settings or the rows refuse: a failed trial, no run
                     proposer.tell(handle, None)
                     rows.append(trial_record(number, trial_name(values), values, "", None, None, str(exc.problems[0])))
                     print(progress.line(f"trial {trial_name(values)} refused: {exc.problems[0]}"))
-                    continue
-                jobs.append(launch((handle, number, values), trial_name(values), parent, settings.tracking.experiment,
-                                   {"run_type": "trial", "trial": str(number), "sweep_name": name}, data, trial))
             if not jobs:
                 break  # the grid is done
             done = next_done(jobs)
-            handle, trial_number, values = done.job.key
-            metrics = done.result.metrics if done.result else None
-            proposer.tell(handle, metrics[OBJECTIVE] if metrics else None)
-            rows.append(trial_record(trial_number, done.job.name, values, done.job.run_id, metrics, done.seconds,
-                                     done.error))
-            if done.result:
-                curves[done.job.name], fits[done.job.run_id] = done.result.history["val_loss"], done.result
+            trial, fold = done.job.key
+            if fold is None:
+                metrics, failure = (done.result.metrics if done.result else None), done.error
+            else:
+                trial.outcomes.append(Outcome(fold, done.job.run_id, done.result, done.error))
+                if len(trial.outcomes) < trial.folds:
+                    continue
+                metrics, failure = finish_trial(trial, data)
+            proposer.tell(trial.handle, metrics[OBJECTIVE] if metrics else None)
+            rows.append(trial_record(trial.number, trial.name, trial.values, trial.run_id, metrics,
+                                     time.monotonic() - trial.started, failure))
+            if metrics:
+                if fold is None:
+                    curves[trial.name], fits[trial.run_id] = done.result.history["val_loss"], done.result
                 best = min(best, metrics[OBJECTIVE])
                 runs.log_metrics(parent, {"best_val_mse": best}, step=len(earlier) + len(rows))
-                text = f"{OBJECTIVE}={metrics[OBJECTIVE]:.4f}"
+                text = f"{OBJECTIVE}={metrics[OBJECTIVE]:.4f}  best {best:.4f}"
             else:
-                text = f"FAILED ({done.error})"
-            print(progress.line(f"trial {done.job.name}  {text}  best {best:.4f}"))
+                text = f"FAILED ({failure})" + (f"  best {best:.4f}" if best < math.inf else "")
+            print(progress.line(f"trial {trial.name}  {text}"))
     except BaseException:
         abandon(jobs, "the sweep was stopped before this trial finished")
+        for trial in {id(j.key[0]): j.key[0] for j in jobs if j.key[1] is not None}.values():
+            runs.mark_killed(trial.run_id, "the sweep was stopped before this trial finished")
         raise
     return rows, curves, fits
 
 
 @flow(name="sweep", log_prints=True)
 def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), trials: int | None = None,
-               workers: int = 2, name: str | None = None, register_best: bool = False) -> SweepResult:
+               workers: int = 2, name: str | None = None, register_best: bool = False,
+               objective: Literal["val", "backtest"] = "val", folds: int = 3, fold_size: int | None = None
+               ) -> SweepResult:
     """Read the space and the data once, fit the trials side by side (tasks/fit.py, on the flow's Dask task
-    runner), record them under one parent run, and register the best if asked."""
+    runner), record them under one parent run, and register the best if asked. `objective`: the val split's
+    MSE, or the mean val MSE over a backtest's folds (`folds`, `fold_size`, as `backtest` takes them)."""
     store.connect()
+    if register_best and objective == "backtest":
+        raise InputError([Problem("--register best needs --objective val: backtest folds log no model",
+                                  "train the chosen configuration with `lstm-pipeline train --set ...`, or sweep with "
+                                  "--objective val")])
     space = read_space(Path(space_file), settings)
     prepared = prepare_data(data, settings)
     if problems := refused(space, settings, len(prepared.series)):
         raise InputError(problems)
     name = name or f"sweep-{Path(data).stem}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
-    parent, earlier = open_sweep(name, prepared, space, settings, workers)
+    parent, earlier = open_sweep(name, prepared, space, settings, workers,
+                                 f"backtest of {folds} folds" if objective == "backtest" else "val")
     print(f"MLflow run {parent} (sweep {name}" + (f", continued: {len(earlier)} trials done before)" if earlier else ")"))
     proposer = Proposer(space, settings.train.seed,
                         [({k: r[k] for k in space.axes}, r[OBJECTIVE]) for r in earlier if r["status"] == "FINISHED"])
     wanted = (trials or proposer.size or DEFAULT_TRIALS) - len(earlier)
     total = max(0, min(wanted, proposer.size) if proposer.size is not None else wanted)
     with runs.recorded(parent):
-        rows, curves, fits = run_trials(proposer, total, workers, parent, name, prepared, settings, earlier)
+        rows, curves, fits = run_trials(proposer, total, workers, parent, name, prepared, settings, earlier,
+                                        (folds, fold_size) if objective == "backtest" else None)
         table = trials_table(earlier + rows)
         chosen = [fits[r] for r in table["run_id"] if r in fits][:BEST_SHOWN]
         forecasts = [(f"{fit_label(table, fit.run_id)} (val_mse {fit.metrics[OBJECTIVE]:.4f})",
@@ -155,7 +224,7 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
         curves = {r["name"]: runs.metric_values(r["run_id"], "val_loss") for r in earlier if r["status"] == "FINISHED"} | curves
         best = log_sweep(parent, table, list(space.axes), curves, forecasts, prepared.series[prepared.summary.target])
         if best is None:
-            raise SweepFailed(f"none of the {len(table)} trials finished (trials.csv on run {parent} says why)")
+            raise NothingFinished(f"none of the {len(table)} trials finished (trials.csv on run {parent} says why)")
     print(f"best trial {best['name']}: {OBJECTIVE}={best[OBJECTIVE]:.4f} (run {best['run_id']})")
     if not register_best:
         return SweepResult(parent, name, table, best)

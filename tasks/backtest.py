@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,11 +21,13 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.errors import InputError, Problem
 from tasks.plot import plot_forecasts
-from tasks.fit import FitResult, Prepared
 from tasks.settings import Settings, WindowSettings
 from tasks.split import Bounds, split_bounds
 from tasks.tracking import runs
 from tasks.window import origins
+
+if TYPE_CHECKING:  # tasks.fit imports TensorFlow; planning folds should not
+    from tasks.fit import FitResult, Prepared
 
 SCORES = ["test_mse", "test_mae", "repeat_test_mse", "seasonal_naive_test_mse", "val_mse"]
 
@@ -39,6 +41,10 @@ class Fold:
     def origin(self) -> int:
         """The first target row the fold is scored on."""
         return self.bounds.test[0]
+
+    def params(self, index: pd.Index) -> dict[str, Any]:
+        """What its run logs besides the fit's params."""
+        return {"fold.number": self.number, "fold.origin": self.origin, "fold.origin_time": str(index[self.origin])}
 
 
 def _before(origin: int, share: float) -> tuple[int, int]:
@@ -155,9 +161,9 @@ def log_backtest(parent: str, outcomes: list[Outcome], data: Prepared, window: W
     create_table_artifact(json.loads(table.to_json(orient="records")), key="backtest-folds",
                           description="Every fold of the backtest")
     finished = [o for o in outcomes if o.fit is not None]
+    runs.log_metrics(parent, summarize(table) if finished else {"folds_finished": 0.0})
     if not finished:
         return table
-    runs.log_metrics(parent, summarize(table))
     # One fit shared by every fold (--refit once) counts once.
     curves = {o.fit.run_id: o.fit.step_mse for o in finished}.values()
     for h, mse in enumerate(np.mean(list(curves), axis=0), start=1):

@@ -20,3 +20,8 @@ class InputError(Exception):
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
         super().__init__("\n".join(map(str, self.problems)))
+
+
+class NothingFinished(RuntimeError):
+    """Not one fit of a sweep or backtest finished: one line and exit code 1 (the parent run's table says
+    why each failed)."""

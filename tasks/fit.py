@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,7 +99,9 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: Bounds, log_mo
          segments: list[tuple[int, int]]) -> FitResult:
     series, summary, w = data.series, data.summary, settings.window
     scaler, values = normalize_series(series, bounds)
+    clock = time.perf_counter()
     model, history = train_model(values, bounds, settings, [runs.epoch_logger(run_id)], backup_dir(run_id))
+    train_seconds = time.perf_counter() - clock  # what a sweep's per-trial overhead is measured against
     if not all(math.isfinite(v) for v in history["loss"]):
         epoch = next(i for i, v in enumerate(history["loss"], 1) if not math.isfinite(v))
         raise FitFailed(f"the training loss became {history['loss'][epoch - 1]} at epoch {epoch}; "
@@ -116,7 +119,8 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: Bounds, log_mo
     season = settings.evaluate.season or season_length(summary.frequency, summary.step)
     train_units = series[summary.target].to_numpy()[slice(*bounds.train)]
     metrics = evaluate_forecasts(values, test, test_pred, scaler, train_units, season, halfwidth)
-    metrics |= {"val_mse": float(np.mean((val_pred - val_true) ** 2)), "start_val_mse": history["val_loss_start"][0]}
+    metrics |= {"val_mse": float(np.mean((val_pred - val_true) ** 2)), "start_val_mse": history["val_loss_start"][0],
+                "train_seconds": train_seconds}
     step_mse = np.mean((test_pred - target_windows(values, test, w.horizon)) ** 2, axis=0).tolist()
     scored = []
     for start, stop in segments:

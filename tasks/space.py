@@ -95,7 +95,7 @@ def _axis_problems(key: str, axis: Any, base: Settings, where: str) -> list[Prob
         try:
             trial_settings(base, {key: value})
         except InputError as exc:
-            allowed = "; ".join(p.what.split(": ", 1)[-1] for p in exc.problems)
+            allowed = "; ".join(p.what.split(": ", 1)[-1].removeprefix("Value error, ") for p in exc.problems)
             problems.append(Problem(f"{where}: {key}={value} is refused by the settings ({allowed})",
                                     "change or remove that value"))
     return problems
@@ -117,8 +117,10 @@ def read_space(path: Path, base: Settings) -> Space:
     for key, axis in loaded.items():
         if key not in known:
             section = str(key).split(".")[0]
-            near = [k for k in known if k.startswith(f"{section}.")] or sorted({k.split('.')[0] for k in known})
-            problems.append(Problem(f"{where}: {key!r} is not a setting", f"use one of: {', '.join(near)}"))
+            near = [k for k in known if k.startswith(f"{section}.")]
+            todo = f"use one of: {', '.join(near)}" if near else \
+                f"name a setting as section.key; the sections are {', '.join(sorted({k.split('.')[0] for k in known}))}"
+            problems.append(Problem(f"{where}: {key!r} is not a setting", todo))
         else:
             problems += _axis_problems(key, axis, base, where)
     if problems:

@@ -16,7 +16,8 @@ from tasks.plot import plot_forecasts, plot_objective, plot_val_losses
 from tasks.tracking import runs
 
 OBJECTIVE = "val_mse"  # the kept weights' MSE on the val split; test metrics are logged, never used to choose
-SHOWN = [OBJECTIVE, "test_mse", "repeat_test_mse", "seasonal_naive_test_mse", "start_val_mse"]
+SHOWN = [OBJECTIVE, "test_mse", "repeat_test_mse", "seasonal_naive_test_mse", "start_val_mse",
+         "backtest_mse", "repeat_backtest_mse"]  # the last two: trials scored by a backtest
 
 
 def trial_record(number: int, name: str, values: dict[str, Any], run_id: str, metrics: dict[str, float] | None,
@@ -41,8 +42,9 @@ def earlier_trials(children: list, keys: list[str]) -> list[dict[str, Any]]:
 
 
 def trials_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Every trial, best objective first; failed trials last."""
-    return pd.DataFrame(rows).sort_values([OBJECTIVE, "trial"], na_position="last").reset_index(drop=True)
+    """Every trial, best objective first; failed trials last. Scores no trial has are left out."""
+    table = pd.DataFrame(rows).sort_values([OBJECTIVE, "trial"], na_position="last").reset_index(drop=True)
+    return table.drop(columns=[k for k in SHOWN if k != OBJECTIVE and table[k].isna().all()])
 
 
 @task(cache_policy=NO_CACHE)
@@ -56,13 +58,13 @@ def log_sweep(parent: str, table: pd.DataFrame, keys: list[str], curves: dict[st
     create_table_artifact(json.loads(table.to_json(orient="records")), key="sweep-trials",
                           description="Every trial of the sweep, best val_mse first")
     runs.log_figure(parent, plot_objective(table, keys, OBJECTIVE), "objective_by_setting.png")
-    runs.log_figure(parent, plot_val_losses(curves, best["name"] if best else None), "val_loss_curves.png")
+    if curves:
+        runs.log_figure(parent, plot_val_losses(curves, best["name"] if best else None), "val_loss_curves.png")
     if forecasts:
         runs.log_figure(parent, plot_forecasts(actual, forecasts, "Test forecasts of the best trials (chosen on val)"),
                         "best_forecasts.png")
     if best is not None:
-        runs.log_metrics(parent, {"best_val_mse": best[OBJECTIVE], "best_test_mse": best["test_mse"],
-                                  "trials_finished": float(len(finished)), "trials_failed": float(len(table) - len(finished))})
+        runs.log_metrics(parent, {"trials_finished": float(len(finished)), "trials_failed": float(len(table) - len(finished))})
         runs.set_run_tags(parent, {"best_run_id": best["run_id"], "best_trial": best["name"],
                                    "best_params": json.dumps({k: best[k] for k in keys})})
     return best

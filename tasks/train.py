@@ -117,7 +117,7 @@ def fit_model(values: np.ndarray, bounds: Bounds, settings: Settings, callbacks:
     # spare Keras' per-step Python work (~1 ms), a quarter of a small LSTM's step (the seed preset).
     model.jit_compile, model.steps_per_execution = t.jit_compile, STEPS_PER_CALL
     start_loss = float(model.evaluate(val, verbose=0))
-    cbs = list(callbacks)
+    cbs = [*callbacks, keras.callbacks.TerminateOnNaN()]  # a diverged fit stops at once; tasks.fit reports it
     if t.patience:
         cbs.append(EarlyStoppingFromStart(start_loss, t.patience))
     if backup_dir is not None:

@@ -11,13 +11,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import keras
 import pytest
 from mlflow.tracking import MlflowClient
+from servers import MlflowServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -157,47 +157,6 @@ def test_backups_are_kept_per_mlflow_run():
     assert backup_dir("a") != backup_dir("b") and backup_dir("a").parent == backup_dir("b").parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MlflowServer:
-    """A real `mlflow server` on a free port, with its own SQLite store; can be stopped and started again."""
-
-    def __init__(self, root: Path):
-        self.root, self.port = root, _free_port()
-        self.url, self.db = f"http://127.0.0.1:{self.port}", root / "server.db"
-        self.proc = None
-
-    def start(self) -> None:
-        log = open(self.root / "server.log", "a")
-        self.proc = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.db}", "--artifacts-destination",
-             str(self.root / "artifacts"), "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-            stdout=log, stderr=log, start_new_session=True,
-            env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise AssertionError(f"mlflow server did not start: {(self.root / 'server.log').read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # its own session: the server and its workers
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
     server = MlflowServer(tmp_path)
@@ -220,14 +179,14 @@ def test_losing_the_tracking_server_fails_clearly_and_registers_nothing(mlflow_s
     code, _, err = training.wait()
     assert code == 1, err[-3000:]
     assert f"error: cannot reach the MLflow tracking server at {mlflow_server.url}" in err and "Traceback" not in err
-    store = _store(f"sqlite:///{mlflow_server.db}")
-    assert store.search_model_versions("name='faults-server-model'") == []
-    assert store.get_run(lost).info.status == "RUNNING"  # the server was gone: nobody could mark it
+    client = _store(f"sqlite:///{mlflow_server.db}")
+    assert client.search_model_versions("name='faults-server-model'") == []
+    assert client.get_run(lost).info.status == "RUNNING"  # the server was gone: nobody could mark it
 
     # A training started while the server is down fails before it opens a run.
     code, _, err = Train(valid_workbook, "train.epochs=1", *names, env=env).wait()
     assert code == 1 and "cannot reach the MLflow tracking server" in err and "Traceback" not in err
-    assert len(store.search_runs([store.get_experiment_by_name("faults-server").experiment_id])) == 1
+    assert len(client.search_runs([client.get_experiment_by_name("faults-server").experiment_id])) == 1
 
     # With the server back, the next training's first step marks the lost run.
     mlflow_server.start()
@@ -238,7 +197,7 @@ def test_losing_the_tracking_server_fails_clearly_and_registers_nothing(mlflow_s
     finally:
         os.environ["MLFLOW_TRACKING_URI"] = cli_env["MLFLOW_TRACKING_URI"]
         store.connect()
-    assert store.get_run(lost).info.status == "KILLED"
+    assert client.get_run(lost).info.status == "KILLED"
 
 
 def test_two_trainings_at_once_on_the_default_sqlite_store_are_both_recorded(tmp_path, cli_env, valid_workbook):

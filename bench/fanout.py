@@ -1,0 +1,153 @@
+"""Bench parts for many fits: sweeps and backtests, each way of running measured side by side in one run.
+
+- `sweep`: 8 trials of one small grid on ETTh1 three ways (a loop of `lstm-pipeline train` commands, the
+  sweep on 1 worker, the sweep on 2 workers), and each trial's overhead (its child run's duration less
+  its `train_seconds`); then the protocol sweep (L in 96..512, two model sizes), chosen on val.
+- `backtest`: ETTh1, default configuration, H=24, 4 folds of 2,880 rows ending at row 14,400, on 1 and on
+  2 workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench import protocol
+
+# 2 x 2 x 2 = 8 trials; one epoch each at batch 32 (267 optimizer steps on the protocol's train windows).
+SMALL_SPACE = {"window.input_length": [48, 96], "model.units": [16, 32], "train.learning_rate": [0.001, 0.003]}
+SMALL_BASE = ["train.epochs=1", "train.batch_size=32", "train.patience=0", "window.horizon=24",
+              *(f"split.{k}={v}" for k, v in protocol.SPLIT.items())]
+PROTOCOL_SPACE = {"window.input_length": [96, 168, 336, 512], "model.units": [16, 32]}
+FOLDS, FOLD_ROWS = 4, 2880
+LIMITS = {"two_vs_one": 0.6, "two_vs_loop": 0.3, "trial_overhead_s": 1.5, "backtest_two_vs_one": 0.6}
+
+
+def _space_file(space: dict, folder: Path) -> Path:
+    import yaml
+
+    path = Path(tempfile.mkstemp(suffix=".yaml", dir=folder)[1])
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+def _sets(assignments: list[str]) -> list[str]:
+    return [a for s in assignments for a in ("--set", s)]
+
+
+def _children(env: dict, parent: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    run = client.get_run(parent)
+    return client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'", max_results=1000)
+
+
+def _sweep(measure, cli, data: Path, env: dict, space: Path, name: str, base: list[str], workers: int) -> dict:
+    done = measure([cli, "sweep", data, "--target", "OT", "--space", space, "--workers", workers, "--name", name,
+                    *_sets([*base, "tracking.experiment=bench-sweep"])], env).require()
+    parent = re.search(r"run_id (\w+);", done.out).group(1)
+    children = _children(env, parent)
+    overhead = [(r.info.end_time - r.info.start_time) / 1000 - r.data.metrics["train_seconds"] for r in children]
+    return {"seconds": done.wall, "peak_mb": done.peak_mb, "trials": len(children),
+            "train_seconds": sum(r.data.metrics["train_seconds"] for r in children),
+            "overhead_median": statistics.median(overhead), "overhead_max": max(overhead),
+            "children": [{"name": r.info.run_name, **{k: r.data.metrics.get(k) for k in
+                                                      ("val_mse", "test_mse", "train_seconds")}} for r in children]}
+
+
+def sweep(measure, cli, data: Path, env: dict, folder: Path) -> dict:
+    """The small grid three ways, side by side; then the protocol sweep at H=24 and H=96."""
+    space = _space_file(SMALL_SPACE, folder)
+    loop = []
+    clock = time.perf_counter()
+    for values in itertools.product(*SMALL_SPACE.values()):
+        chosen = [f"{k}={v}" for k, v in zip(SMALL_SPACE, values)]
+        loop.append(measure([cli, "train", data, "--target", "OT",
+                             *_sets([*SMALL_BASE, *chosen, "tracking.experiment=bench-loop",
+                                     "registry.model_name=bench-loop", "promotion.require_beat_repeat=false"])],
+                            env).require().wall)
+    out = {"loop": {"seconds": time.perf_counter() - clock, "per_command": loop}}
+    for workers in (1, 2):
+        out[f"workers_{workers}"] = _sweep(measure, cli, data, env, space, f"bench-small-{workers}w", SMALL_BASE, workers)
+    out["protocol"] = {}
+    big = _space_file(PROTOCOL_SPACE, folder)
+    for horizon in protocol.HORIZONS:
+        base = [f"window.horizon={horizon}", *(f"split.{k}={v}" for k, v in protocol.SPLIT.items())]
+        result = _sweep(measure, cli, data, env, big, f"bench-protocol-h{horizon}", base, 2)
+        best = min(result["children"], key=lambda c: c["val_mse"] if c["val_mse"] is not None else float("inf"))
+        default = next(c for c in result["children"] if c["name"] == "L96-u32")  # L and units of the default
+        out["protocol"][horizon] = {"seconds": result["seconds"], "best": best, "default": default,
+                                    "trials": result["children"]}
+    return out
+
+
+def backtest(measure, cli, data: Path, env: dict) -> dict:
+    """4 folds of 2,880 rows ending at row 14,400 (the protocol's test split is the last), 1 and 2 workers."""
+    base = ["window.horizon=24", *(f"split.{k}={v}" for k, v in protocol.SPLIT.items()),
+            "tracking.experiment=bench-backtest"]
+    out = {}
+    for workers in (1, 2):
+        done = measure([cli, "backtest", data, "--target", "OT", "--folds", FOLDS, "--fold-size", FOLD_ROWS,
+                        "--workers", workers, *_sets(base)], env).require()
+        parent = re.search(r"^run_id: (\w+)$", done.out, re.M).group(1)
+        folds = sorted(_children(env, parent), key=lambda r: int(r.data.params["fold.origin"]))
+        out[f"workers_{workers}"] = {
+            "seconds": done.wall, "peak_mb": done.peak_mb,
+            "folds": [{"origin": int(r.data.params["fold.origin"]),
+                       **{k: r.data.metrics[k] for k in ("test_mse", "repeat_test_mse", "seasonal_naive_test_mse")}}
+                      for r in folds]}
+    return out
+
+
+def sweep_report(s: dict) -> str:
+    one, two, loop = s["workers_1"], s["workers_2"], s["loop"]
+    r21, r2loop = two["seconds"] / one["seconds"], two["seconds"] / loop["seconds"]
+    lines = [
+        "### Sweeps: 8 trials, three ways\n",
+        f"The grid {SMALL_SPACE} on ETTh1 (protocol split, H=24, one epoch at batch 32 = 267 optimizer steps per "
+        "trial), run as a loop of 8 `lstm-pipeline train` commands, then as `lstm-pipeline sweep` on 1 and on 2 "
+        "local Dask workers:\n",
+        "| way | wall s | trials | sum of trials' train_seconds | per-trial overhead, median (max) s | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| loop of `train` commands | {loop['seconds']:.0f} | 8 | | | |",
+        *(f"| sweep, {w} worker{'s' if w > 1 else ''} | {r['seconds']:.0f} | {r['trials']} | {r['train_seconds']:.0f} | "
+          f"{r['overhead_median']:.2f} ({r['overhead_max']:.2f}) | {r['peak_mb']:.0f} |"
+          for w, r in ((1, one), (2, two))),
+        "",
+        f"2 workers / 1 worker: {r21:.2f} (target ≤ {LIMITS['two_vs_one']}: {'met' if r21 <= LIMITS['two_vs_one'] else 'NOT met'}); "
+        f"2 workers / loop: {r2loop:.2f} (target ≤ {LIMITS['two_vs_loop']}: {'met' if r2loop <= LIMITS['two_vs_loop'] else 'NOT met'}). "
+        f"A trial's overhead is its child run's duration less its `train_seconds` (normalize, evaluate, plots, "
+        f"logging its run and model): median {one['overhead_median']:.2f} s on 1 worker (target ≤ "
+        f"{LIMITS['trial_overhead_s']} s: {'met' if one['overhead_median'] <= LIMITS['trial_overhead_s'] else 'NOT met'}).\n",
+        "### Sweeps on the ETTh1 protocol, chosen on val\n",
+        f"`window.input_length` in {PROTOCOL_SPACE['window.input_length']} x `model.units` in "
+        f"{PROTOCOL_SPACE['model.units']}, everything else the default configuration, 2 workers:\n",
+        "| H | trials | wall s | chosen (lowest val_mse) | its val_mse | its test_mse | L96-u32 test_mse | target |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for h, p in s["protocol"].items():
+        target = protocol.TARGETS[int(h)]
+        lines.append(f"| {h} | {len(p['trials'])} | {p['seconds']:.0f} | {p['best']['name']} | {p['best']['val_mse']:.4f} | "
+                     f"{p['best']['test_mse']:.4f} | {p['default']['test_mse']:.4f} | {target} "
+                     f"({'met' if p['best']['test_mse'] <= target else 'NOT met'}) |")
+    return "\n".join(lines) + "\n"
+
+
+def backtest_report(b: dict) -> str:
+    one, two = b["workers_1"], b["workers_2"]
+    rows = ["| fold origin (row) | model MSE | Repeat MSE | seasonal naive MSE |", "|---:|---:|---:|---:|"]
+    rows += [f"| {f['origin']:,} | {f['test_mse']:.4f} | {f['repeat_test_mse']:.4f} | {f['seasonal_naive_test_mse']:.4f} |"
+             for f in two["folds"]]
+    mean = {k: statistics.mean(f[k] for f in two["folds"]) for k in ("test_mse", "repeat_test_mse", "seasonal_naive_test_mse")}
+    rows.append(f"| mean | {mean['test_mse']:.4f} | {mean['repeat_test_mse']:.4f} | {mean['seasonal_naive_test_mse']:.4f} |")
+    ratio = two["seconds"] / one["seconds"]
+    return ("### Backtest: ETTh1, default configuration, H=24, 4 folds of 2,880 rows ending at row 14,400\n\n"
+            "Each fold normalizes with its own train rows, so each fold's MSEs are on its own scale.\n\n"
+            + "\n".join(rows) + f"\n\nWall time: {one['seconds']:.0f} s on 1 worker, {two['seconds']:.0f} s on 2; "
+            f"ratio {ratio:.2f} (target ≤ {LIMITS['backtest_two_vs_one']}: "
+            f"{'met' if ratio <= LIMITS['backtest_two_vs_one'] else 'NOT met'}).\n")
