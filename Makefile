@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+PEER    = .venv-peer/.installed
 
 .PHONY: run test test-quick install ui stack bench
 
@@ -29,5 +30,10 @@ ui: $(STAMP)  ## the MLflow UI on the local store
 stack: $(STAMP)  ## the local stack for scheduled retraining (stop it with: .venv/bin/lstm-pipeline stack down)
 	$(BIN)/lstm-pipeline stack up
 
-bench: $(STAMP)  ## the ETTh1 benchmark, speed, overhead and scale (~30 min); updates BENCHMARKS.md
+$(PEER): bench/peer-requirements.txt  ## the bench's peer (NeuralForecast), apart from the product's packages
+	$(PYTHON) -m venv .venv-peer
+	.venv-peer/bin/pip install --quiet -r bench/peer-requirements.txt
+	touch $(PEER)
+
+bench: $(STAMP) $(PEER)  ## the ETTh1 benchmark, speed, overhead, scale, sweeps, backtests (~1 h); updates BENCHMARKS.md
 	$(BIN)/python -m bench.run --write

@@ -1,15 +1,17 @@
 """Bench parts for many fits: sweeps and backtests, each way of running measured side by side in one run.
 
-- `sweep`: 8 trials of one small grid on ETTh1 three ways (a loop of `lstm-pipeline train` commands, the
-  sweep on 1 worker, the sweep on 2 workers), and each trial's overhead (its child run's duration less
-  its `train_seconds`); then the protocol sweep (L in 96..512, two model sizes), chosen on val.
+- `sweep`: 8 trials of one small space on ETTh1 four ways, side by side: the sweep on 1 worker, on 2
+  workers, a loop of `lstm-pipeline train` commands with the 1-worker sweep's trial values, and the peer
+  (NeuralForecast's AutoLSTM, Optuna backend, bench/peer.py) on the same space and step budget; each
+  trial's overhead (its child run's duration less its `train_seconds`); then the protocol sweep (L in
+  96..512, two model sizes), chosen on val.
 - `backtest`: ETTh1, default configuration, H=24, 4 folds of 2,880 rows ending at row 14,400, on 1 and on
   2 workers.
 """
 
 from __future__ import annotations
 
-import itertools
+import json
 import re
 import statistics
 import tempfile
@@ -18,13 +20,17 @@ from pathlib import Path
 
 from bench import protocol
 
-# 2 x 2 x 2 = 8 trials; one epoch each at batch 32 (267 optimizer steps on the protocol's train windows).
-SMALL_SPACE = {"window.input_length": [48, 96], "model.units": [16, 32], "train.learning_rate": [0.001, 0.003]}
+# 8 trials proposed by Optuna; one epoch each at batch 32: 267 optimizer steps on the protocol's train windows.
+SMALL_SPACE = {"window.input_length": {"choice": [48, 96]}, "model.units": {"choice": [16, 32]},
+               "train.learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True}}
+SMALL_TRIALS, SMALL_STEPS = 8, 267
 SMALL_BASE = ["train.epochs=1", "train.batch_size=32", "train.patience=0", "window.horizon=24",
               *(f"split.{k}={v}" for k, v in protocol.SPLIT.items())]
+ROOT = Path(__file__).resolve().parents[1]
+PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
 PROTOCOL_SPACE = {"window.input_length": [96, 168, 336, 512], "model.units": [16, 32]}
 FOLDS, FOLD_ROWS = 4, 2880
-LIMITS = {"two_vs_one": 0.6, "two_vs_loop": 0.3, "trial_overhead_s": 1.5, "backtest_two_vs_one": 0.6}
+LIMITS = {"two_vs_one": 0.6, "two_vs_loop": 0.3, "two_vs_peer": 0.5, "trial_overhead_s": 1.5, "backtest_two_vs_one": 0.6}
 
 
 def _space_file(space: dict, folder: Path) -> Path:
@@ -47,8 +53,10 @@ def _children(env: dict, parent: str) -> list:
     return client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'", max_results=1000)
 
 
-def _sweep(measure, cli, data: Path, env: dict, space: Path, name: str, base: list[str], workers: int) -> dict:
+def _sweep(measure, cli, data: Path, env: dict, space: Path, name: str, base: list[str], workers: int,
+           trials: int | None = None) -> dict:
     done = measure([cli, "sweep", data, "--target", "OT", "--space", space, "--workers", workers, "--name", name,
+                    *(["--trials", trials] if trials else []),
                     *_sets([*base, "tracking.experiment=bench-sweep"])], env).require()
     parent = re.search(r"run_id (\w+);", done.out).group(1)
     children = _children(env, parent)
@@ -56,24 +64,27 @@ def _sweep(measure, cli, data: Path, env: dict, space: Path, name: str, base: li
     return {"seconds": done.wall, "peak_mb": done.peak_mb, "trials": len(children),
             "train_seconds": sum(r.data.metrics["train_seconds"] for r in children),
             "overhead_median": statistics.median(overhead), "overhead_max": max(overhead),
-            "children": [{"name": r.info.run_name, **{k: r.data.metrics.get(k) for k in
-                                                      ("val_mse", "test_mse", "train_seconds")}} for r in children]}
+            "children": [{"name": r.info.run_name, "values": {k: r.data.params[k] for k in SMALL_SPACE},
+                          **{k: r.data.metrics.get(k) for k in ("val_mse", "test_mse", "train_seconds")}}
+                         for r in children]}
 
 
 def sweep(measure, cli, data: Path, env: dict, folder: Path) -> dict:
-    """The small grid three ways, side by side; then the protocol sweep at H=24 and H=96."""
+    """The small space four ways, side by side; then the protocol sweep at H=24 and H=96."""
     space = _space_file(SMALL_SPACE, folder)
-    loop = []
-    clock = time.perf_counter()
-    for values in itertools.product(*SMALL_SPACE.values()):
-        chosen = [f"{k}={v}" for k, v in zip(SMALL_SPACE, values)]
+    out = {f"workers_{w}": _sweep(measure, cli, data, env, space, f"bench-small-{w}w", SMALL_BASE, w, SMALL_TRIALS)
+           for w in (1, 2)}
+    loop, clock = [], time.perf_counter()
+    for trial in out["workers_1"]["children"]:
         loop.append(measure([cli, "train", data, "--target", "OT",
-                             *_sets([*SMALL_BASE, *chosen, "tracking.experiment=bench-loop",
-                                     "registry.model_name=bench-loop", "promotion.require_beat_repeat=false"])],
-                            env).require().wall)
-    out = {"loop": {"seconds": time.perf_counter() - clock, "per_command": loop}}
-    for workers in (1, 2):
-        out[f"workers_{workers}"] = _sweep(measure, cli, data, env, space, f"bench-small-{workers}w", SMALL_BASE, workers)
+                             *_sets([*SMALL_BASE, *(f"{k}={v}" for k, v in trial["values"].items()),
+                                     "tracking.experiment=bench-loop", "registry.model_name=bench-loop",
+                                     "promotion.require_beat_repeat=false"])], env).require().wall)
+    out["loop"] = {"seconds": time.perf_counter() - clock, "per_command": loop}
+    if PEER_PYTHON.exists():
+        peer = measure([PEER_PYTHON, ROOT / "bench" / "peer.py", data, "--trials", SMALL_TRIALS,
+                        "--steps", SMALL_STEPS]).require()
+        out["peer"] = json.loads(peer.out.strip().splitlines()[-1]) | {"wall": peer.wall, "peak_mb": peer.peak_mb}
     out["protocol"] = {}
     big = _space_file(PROTOCOL_SPACE, folder)
     for horizon in protocol.HORIZONS:
@@ -105,23 +116,30 @@ def backtest(measure, cli, data: Path, env: dict) -> dict:
 
 
 def sweep_report(s: dict) -> str:
-    one, two, loop = s["workers_1"], s["workers_2"], s["loop"]
+    one, two, loop, peer = s["workers_1"], s["workers_2"], s["loop"], s.get("peer")
     r21, r2loop = two["seconds"] / one["seconds"], two["seconds"] / loop["seconds"]
+    verdict = lambda ratio, limit: f"{ratio:.2f} (target ≤ {limit}: {'met' if ratio <= limit else 'NOT met'})"  # noqa: E731
+    peer_row = (f"| NeuralForecast {peer['neuralforecast']} `AutoLSTM`, Optuna backend (bench/peer.py; its best "
+                f"configuration refit included) | {peer['wall']:.0f} | {peer['trials']} | | | {peer['peak_mb']:.0f} |"
+                if peer else "| NeuralForecast `AutoLSTM`: not measured (no .venv-peer; `make bench` builds it) | | | | | |")
     lines = [
-        "### Sweeps: 8 trials, three ways\n",
-        f"The grid {SMALL_SPACE} on ETTh1 (protocol split, H=24, one epoch at batch 32 = 267 optimizer steps per "
-        "trial), run as a loop of 8 `lstm-pipeline train` commands, then as `lstm-pipeline sweep` on 1 and on 2 "
-        "local Dask workers:\n",
+        "### Sweeps: 8 trials, four ways\n",
+        f"The space {SMALL_SPACE} on ETTh1 (protocol split, H=24; each trial one epoch at batch 32, "
+        f"{SMALL_STEPS} optimizer steps), 8 trials proposed by Optuna's seeded TPE: `lstm-pipeline sweep` on 1 and "
+        "on 2 local Dask workers; a loop of `lstm-pipeline train` commands, one per trial of the 1-worker sweep; "
+        f"and the peer on the same space, {SMALL_STEPS} steps of 32 windows per trial, over the same train and "
+        "val rows:\n",
         "| way | wall s | trials | sum of trials' train_seconds | per-trial overhead, median (max) s | peak RSS MB |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| loop of `train` commands | {loop['seconds']:.0f} | 8 | | | |",
-        *(f"| sweep, {w} worker{'s' if w > 1 else ''} | {r['seconds']:.0f} | {r['trials']} | {r['train_seconds']:.0f} | "
-          f"{r['overhead_median']:.2f} ({r['overhead_max']:.2f}) | {r['peak_mb']:.0f} |"
-          for w, r in ((1, one), (2, two))),
+        *(f"| `sweep`, {w} worker{'s' if w > 1 else ''} | {r['seconds']:.0f} | {r['trials']} | {r['train_seconds']:.0f} | "
+          f"{r['overhead_median']:.2f} ({r['overhead_max']:.2f}) | {r['peak_mb']:.0f} |" for w, r in ((1, one), (2, two))),
+        f"| loop of `train` commands | {loop['seconds']:.0f} | {len(loop['per_command'])} | | | |",
+        peer_row,
         "",
-        f"2 workers / 1 worker: {r21:.2f} (target ≤ {LIMITS['two_vs_one']}: {'met' if r21 <= LIMITS['two_vs_one'] else 'NOT met'}); "
-        f"2 workers / loop: {r2loop:.2f} (target ≤ {LIMITS['two_vs_loop']}: {'met' if r2loop <= LIMITS['two_vs_loop'] else 'NOT met'}). "
-        f"A trial's overhead is its child run's duration less its `train_seconds` (normalize, evaluate, plots, "
+        f"2 workers / 1 worker: {verdict(r21, LIMITS['two_vs_one'])}; 2 workers / loop: "
+        f"{verdict(r2loop, LIMITS['two_vs_loop'])}"
+        + (f"; 2 workers / peer: {verdict(two['seconds'] / peer['wall'], LIMITS['two_vs_peer'])}" if peer else "")
+        + f". A trial's overhead is its child run's duration less its `train_seconds` (normalize, evaluate, plots, "
         f"logging its run and model): median {one['overhead_median']:.2f} s on 1 worker (target ≤ "
         f"{LIMITS['trial_overhead_s']} s: {'met' if one['overhead_median'] <= LIMITS['trial_overhead_s'] else 'NOT met'}).\n",
         "### Sweeps on the ETTh1 protocol, chosen on val\n",

@@ -44,6 +44,9 @@ def user_errors():
         for problem in exc.problems:
             typer.secho(f"error: {problem}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.secho("stopped (Ctrl-C); runs that had not finished are marked KILLED", err=True, fg=typer.colors.RED)
+        raise typer.Exit(130) from None
     except NothingFinished as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
@@ -67,7 +70,7 @@ class _NoTraceback(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if error is not None and (isinstance(error, (InputError, NothingFinished)) or _unreachable(error)):
+        if error is not None and (isinstance(error, (InputError, NothingFinished, KeyboardInterrupt)) or _unreachable(error)):
             record.exc_info = record.exc_text = None
         return True
 

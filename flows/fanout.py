@@ -86,9 +86,9 @@ def next_done(jobs: list[Job]) -> Done:
 
 
 def abandon(jobs: list[Job], why: str) -> None:
-    """Mark the runs of fits that will not finish KILLED, with the reason."""
+    """Mark the runs of fits that will not finish KILLED, with the reason. (The fits themselves end with
+    the task runner: a local cluster is closed, and a remote one drops the work of a client that left.)"""
     for job in jobs:
-        job.future.cancel()
         runs.mark_killed(job.run_id, why)
 
 

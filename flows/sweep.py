@@ -3,6 +3,7 @@ parent run, the best chosen on validation MSE and, if asked, registered and put 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -211,7 +212,7 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
                                  f"backtest of {folds} folds" if objective == "backtest" else "val")
     print(f"MLflow run {parent} (sweep {name}" + (f", continued: {len(earlier)} trials done before)" if earlier else ")"))
     proposer = Proposer(space, settings.train.seed,
-                        [({k: r[k] for k in space.axes}, r[OBJECTIVE]) for r in earlier if r["status"] == "FINISHED"])
+                        [(json.loads(r["values"]), r[OBJECTIVE]) for r in earlier if r["status"] == "FINISHED"])
     wanted = (trials or proposer.size or DEFAULT_TRIALS) - len(earlier)
     total = max(0, min(wanted, proposer.size) if proposer.size is not None else wanted)
     with runs.recorded(parent):
@@ -230,6 +231,6 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
         return SweepResult(parent, name, table, best)
     model_uri = fits[best["run_id"]].model_uri if best["run_id"] in fits else runs.tag(best["run_id"], "model_uri")
     version = registry.register_version(model_uri, settings.registry.model_name, best["run_id"])
-    gate = promote_flow(settings.registry.model_name, data, trial_settings(settings, {k: best[k] for k in space.axes}),
+    gate = promote_flow(settings.registry.model_name, data, trial_settings(settings, json.loads(best["values"])),
                         version, prepared.series)
     return SweepResult(parent, name, table, best, version, gate)

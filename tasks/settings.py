@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -156,6 +157,8 @@ def _override(assignment: str) -> dict:
     if not sep or "." not in key:
         raise InputError([Problem(f"--set {assignment!r} is not of the form section.key=value", "e.g. --set train.epochs=5")])
     value = yaml.safe_load(raw) if raw else None
+    if isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value):
+        value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text; people write it so
     for part in reversed(key.split(".")):
         value = {part: value}
     return value

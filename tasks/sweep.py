@@ -24,7 +24,9 @@ def trial_record(number: int, name: str, values: dict[str, Any], run_id: str, me
                  seconds: float | None, failure: str | None) -> dict[str, Any]:
     """A row of trials.csv."""
     scores = {k: (metrics or {}).get(k, math.nan) for k in SHOWN}
-    return {"trial": number, "name": name, **values, **scores, "status": "FAILED" if failure else "FINISHED",
+    # `values` also as JSON: the columns of a table turn whole numbers into floats once any cell is blank.
+    return {"trial": number, "name": name, **values, "values": json.dumps(values), **scores,
+            "status": "FAILED" if failure else "FINISHED",
             "seconds": round(seconds, 1) if seconds is not None else math.nan, "run_id": run_id,
             "failure": failure or ""}
 
@@ -66,7 +68,7 @@ def log_sweep(parent: str, table: pd.DataFrame, keys: list[str], curves: dict[st
     if best is not None:
         runs.log_metrics(parent, {"trials_finished": float(len(finished)), "trials_failed": float(len(table) - len(finished))})
         runs.set_run_tags(parent, {"best_run_id": best["run_id"], "best_trial": best["name"],
-                                   "best_params": json.dumps({k: best[k] for k in keys})})
+                                   "best_params": best["values"]})
     return best
 
 

@@ -99,8 +99,8 @@ def test_refit_once_fits_one_model_before_the_first_origin_for_every_fold(every,
     folds = [c for c in children if c.info.run_name != "refit-once"]
     assert len(folds) == 3 and all(f.data.tags["fitted_by"] == fit.info.run_id for f in folds)
     assert int(fit.data.params["rows.train"]) + int(fit.data.params["rows.val"]) == 288  # before the first origin
-    # The first fold sees the same model and rows either way.
-    assert folds[0].data.metrics["test_mse"] == pytest.approx(folds_every[0].data.metrics["test_mse"], rel=1e-6)
+    # The first fold sees the same model and rows either way (forecast in other batches: float rounding).
+    assert folds[0].data.metrics["test_mse"] == pytest.approx(folds_every[0].data.metrics["test_mse"], rel=1e-4)
     assert parent.data.metrics["backtest_mse"] == pytest.approx(np.mean([f.data.metrics["test_mse"] for f in folds]))
 
 
@@ -114,7 +114,7 @@ def test_too_few_rows_for_the_folds_end_with_exit_2_before_any_training(cli_env,
 
 
 def test_failed_folds_are_recorded_with_their_reason_and_the_parent_says_how_many_finished(cli_env, valid_workbook):
-    done = backtest(valid_workbook, "--folds", "2", "--set", "train.learning_rate=1e30", env=cli_env,
+    done = backtest(valid_workbook, "--folds", "2", "--set", "train.learning_rate=1.0e+30", env=cli_env,
                     experiment="backtest-failing")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "error: none of the 2 folds finished (folds.csv on run" in done.stderr

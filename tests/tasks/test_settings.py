@@ -49,3 +49,11 @@ def test_bad_settings_are_input_errors_naming_the_key(override, fragment):
 def test_settings_are_frozen():
     with pytest.raises(Exception):
         Settings().train.epochs = 5  # type: ignore[misc]
+
+
+def test_set_takes_numbers_in_scientific_notation_without_a_dot():
+    from tasks.settings import load_settings
+
+    # YAML 1.1 reads "1e-3" as text; a user means the number.
+    assert load_settings(None, ["train.learning_rate=1e-3"]).train.learning_rate == 0.001
+    assert load_settings(None, ["tracking.experiment=1e5x"]).tracking.experiment == "1e5x"
