@@ -28,10 +28,11 @@ def draw_future(ax, actual: pd.Series, future: pd.DataFrame, title: str) -> None
 def plot_forecast(actual: pd.Series, test_index: pd.DatetimeIndex, test_forecast: np.ndarray,
                   future: pd.DataFrame, title: str) -> Figure:
     """Test period: actual vs forecasts from every H-th origin (so they tile without overlap);
-    then the next H steps after the end of the data."""
+    then the next H steps after the end of the data. `test_index`: the times of the test targets."""
     horizon = test_forecast.shape[1]
     fig, ax = plt.subplots(figsize=(12, 4.5), layout="constrained")
-    shown = actual.loc[test_index[0] - (test_index[1] - test_index[0]) * horizon:]
+    first = actual.index.get_loc(test_index[0])
+    shown = actual.iloc[max(first - horizon, 0):]  # one horizon of history before the test period
     ax.plot(shown.index, shown.to_numpy(), color="0.35", lw=1, label="actual")
     tiles = range(0, len(test_forecast), horizon)
     for n, i in enumerate(tiles):
@@ -71,7 +72,9 @@ def plot_losses(history: dict[str, list[float]]) -> Figure:
 def make_figures(series: pd.DataFrame, target: str, test_starts: range, test_forecast_units: np.ndarray,
                  future: pd.DataFrame, history: dict[str, list[float]], title: str) -> dict[str, Figure]:
     return {
-        "forecast.png": plot_forecast(series[target], series.index[test_starts.start:test_starts.stop],
+        # Targets of the test origins: from the first origin to the last origin's H-th step.
+        "forecast.png": plot_forecast(series[target],
+                                      series.index[test_starts.start:test_starts.stop - 1 + test_forecast_units.shape[1]],
                                       test_forecast_units, future, title),
         "loss_curves.png": plot_losses(history),
     }

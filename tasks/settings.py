@@ -26,6 +26,9 @@ class DataSettings(_Section):
     sort: bool = False  # sort rows by time instead of refusing unsorted data
 
 
+SPLITS = ("train", "val", "test")  # in time order
+
+
 class SplitSettings(_Section):
     """Chronological split: fractions (< 1) of the rows, or row counts (>= 1); later rows unused."""
 
@@ -106,14 +109,19 @@ class Settings(_Section):
         for name, value in self.split.model_dump().items():
             if value <= 0 or (value >= 1 and value != int(value)):
                 raise ValueError(f"split.{name}={value}: use a fraction below 1 or a whole row count")
-        fractions = [v for v in self.split.model_dump().values() if v < 1]
-        if sum(fractions) > 1:
-            raise ValueError("split fractions add up to more than 1")
-        L, H = self.window.input_length, self.window.horizon
-        for name, minimum in (("train", L + H), ("val", H), ("test", H)):
+        fractions = {k: v for k, v in self.split.model_dump().items() if v < 1}
+        if sum(fractions.values()) > 1 + 1e-9:  # 0.1 + 0.2 + 0.7 is 1.0000000000000002 in floating point
+            raise ValueError(f"split fractions add up to more than 1 ({_listed(fractions)})")
+        for name, minimum in zip(SPLITS, self.split_minimum()):
             count = getattr(self.split, name)
             if 1 <= count < minimum:
                 raise ValueError(f"split.{name}={count} rows is fewer than its windows need ({minimum})")
+        from tasks.split import required_rows  # imported here: tasks.split builds on this module
+
+        try:
+            required_rows(self)
+        except ValueError as exc:
+            raise ValueError(f"{_listed(self.split.model_dump())}: {exc}") from None
         if not 0 <= self.model.dropout < 1:
             raise ValueError("model.dropout must be in [0, 1)")
         if not 0 < self.evaluate.coverage < 1 or not 0 <= self.promotion.margin < 1:
@@ -126,6 +134,12 @@ class Settings(_Section):
             # and an output at every position.
             raise ValueError("window.mode=seq2seq needs data.features=[], model.level=none, model.linear_skip=false")
         return self
+
+    def split_minimum(self) -> tuple[int, int, int]:
+        """Rows train, val and test each need for one window: train its lookback too, val and test only
+        their targets (their lookback comes from the rows before them)."""
+        L, H = self.window.input_length, self.window.horizon
+        return L + H, H, H
 
     def flat(self) -> dict[str, Any]:
         """`section.key -> value`, as logged to MLflow and accepted by `--set`."""
@@ -142,6 +156,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 100, "batch_size": 7, "learning_rate": 0.006, "patience": 0, "jit_compile": True},
     },
 }
+
+
+def _listed(values: dict[str, float]) -> str:
+    """'split.train=0.5, split.val=0.5', as a user writes them."""
+    return ", ".join(f"split.{k}={v:g}" for k, v in values.items())
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -187,7 +206,8 @@ def parse_settings(values: dict[str, Any]) -> Settings:
         return Settings.model_validate(values)
     except ValidationError as exc:
         problems = [
-            Problem(f"setting {'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}", "fix the config or --set value")
+            Problem(f"setting {'.'.join(map(str, err['loc'])) or 'config'}: {err['msg'].removeprefix('Value error, ')}",
+                    "fix the config or --set value")
             for err in exc.errors()
         ]
         raise InputError(problems) from exc
