@@ -18,7 +18,8 @@ import pandas as pd
 from prefect import task
 
 from tasks.errors import InputError, Problem
-from tasks.settings import DataSettings
+from tasks.settings import NO_TIME, DataSettings
+from tasks.times import STEPS, looks_like_time
 
 EXCEL_ZIP = {".xlsx", ".xlsm"}
 SUPPORTED = EXCEL_ZIP | {".xls", ".csv", ".parquet"}
@@ -43,6 +44,7 @@ class RawTable:
     digest: str  # sha256 of the file's bytes
     notes: tuple[str, ...] = field(default=())  # what was chosen or changed automatically
     row_unit: str = "Excel row"  # what the index counts: "Excel row", "line" (CSV) or "row" (Parquet)
+    numbered: bool = False  # no time column: `time_column` (STEPS) numbers the rows 0..n-1
 
 
 def file_digest(path: Path) -> str:
@@ -116,23 +118,25 @@ def _entities_refused(path: Path, part: str = "") -> InputError:
     )])
 
 
-def read_frame(path: Path, sheet: str | int | None, header_row: int) -> tuple[pd.DataFrame, str | None, str]:
-    """The table as pandas reads it, header on `header_row` (1-based); returns frame, sheet name, row unit."""
+def read_frame(path: Path, sheet: str | int | None, header_row: int | None) -> tuple[pd.DataFrame, str | None, str]:
+    """The table as pandas reads it, header on `header_row` (1-based; None: no header, data from row 1);
+    returns frame, sheet name, row unit."""
+    header, first = (None, 1) if header_row is None else (header_row - 1, header_row + 1)
     suffix = path.suffix.lower()
     # Only empty cells are missing: text such as "n/a" or "NULL" is reported as text, not taken as a blank.
     text_as_text = {"keep_default_na": False, "na_values": [""]}
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path, header=header_row - 1, skip_blank_lines=False, **text_as_text)
-            sheet_name, unit, first = None, "line", header_row + 1
+            frame = pd.read_csv(path, header=header, skip_blank_lines=False, **text_as_text)
+            sheet_name, unit = None, "line"
         elif suffix == ".parquet":
             frame, sheet_name, unit, first = pd.read_parquet(path), None, "row", 1
         else:
             # calamine (Rust) is several times faster than openpyxl and does not expand XML entities.
             with pd.ExcelFile(path, engine="calamine") as book:
                 sheet_name = _pick_sheet(book, sheet, path)
-                frame = pd.read_excel(book, sheet_name, header=header_row - 1, **text_as_text)
-            unit, first = "Excel row", header_row + 1
+                frame = pd.read_excel(book, sheet_name, header=header, **text_as_text)
+            unit = "Excel row"
     except InputError:
         raise
     except Exception as exc:  # every parser has its own exception types; all mean "cannot read"
@@ -149,9 +153,20 @@ def read_frame(path: Path, sheet: str | int | None, header_row: int) -> tuple[pd
             f"{path}: cannot be read as {suffix} ({type(exc).__name__}: {detail})",
             "check that the file opens in Excel, then save it again",
         )]) from exc
+    if header is None:
+        frame.columns = ["value"] if frame.shape[1] == 1 else [f"column_{i}" for i in range(1, frame.shape[1] + 1)]
     frame.columns = [str(c).strip() for c in frame.columns]
     frame.index = pd.RangeIndex(first, first + len(frame), name="row")
     return frame, sheet_name, unit
+
+
+def is_data_row(names: pd.Index) -> bool:
+    """A header row of numbers (or dates) is the first row of data in a sheet without a header."""
+    def data(name) -> bool:
+        if not isinstance(name, str):
+            return True
+        return pd.to_numeric(name, errors="coerce") == pd.to_numeric(name, errors="coerce")  # a number, not NaN
+    return len(names) > 0 and all(data(n) for n in names)
 
 
 def _pick_sheet(book: pd.ExcelFile, sheet: str | int | None, path: Path) -> str:
@@ -166,30 +181,42 @@ def _pick_sheet(book: pd.ExcelFile, sheet: str | int | None, path: Path) -> str:
     raise InputError([Problem(f"{path}: no sheet {sheet!r}; sheets present: {', '.join(names)}", "pass --sheet NAME")])
 
 
-def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[str, str, list[str]]:
-    """The time column and target: as configured, or the only plausible candidate; notes say which."""
+def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[str | None, str, list[str]]:
+    """The time column (None: row order is time) and target: as configured, or the only plausible
+    candidate; notes say which."""
     columns = list(frame.columns)
     notes: list[str] = []
-    missing = [c for c in (cfg.time_column, cfg.target, *cfg.features) if c is not None and c not in columns]
+    missing = [c for c in _named(cfg) if c not in columns]
     if missing:
         raise InputError([Problem(
             f"{where}: column {name!r} not found; columns present: {', '.join(columns)}",
             "check the spelling (--time-col, --target, data.features), or pass --sheet/--header-row "
             "if the table is elsewhere",
         ) for name in missing])
-    time_col = cfg.time_column or _only(
-        [c for c in columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
-        or [c for c in columns if c.lower() in TIME_NAMES],
-        "time column", "--time-col", columns, where,
-    )
+    candidates = ([c for c in columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
+                  or [c for c in columns if c.lower() in TIME_NAMES]
+                  or [c for c in columns if looks_like_time(frame[c])])
+    if cfg.time_column == NO_TIME or (cfg.time_column is None and not candidates):
+        time_col = None
+    else:
+        time_col = cfg.time_column or _only(candidates, "time column", "--time-col", columns, where)
     numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c])]
     target = cfg.target or _only([c for c in numeric if c not in cfg.features], "target column", "--target",
                                  columns, where)
-    if not cfg.time_column:
+    if time_col is None:
+        why = "data.time_column=none" if cfg.time_column else f"no column holds dates or times ({', '.join(columns)})"
+        notes.append(f"no time column ({why}): row order is time, steps numbered 0 to {len(frame) - 1}; "
+                     "pass --time-col NAME if a column holds the times")
+    elif not cfg.time_column:
         notes.append(f"time column: {time_col!r} (auto-detected)")
     if not cfg.target:
         notes.append(f"target: {target!r} (the only numeric column)")
     return time_col, target, notes
+
+
+def _named(cfg: DataSettings) -> list[str]:
+    """The columns the settings name."""
+    return [c for c in (cfg.time_column, cfg.target, *cfg.features) if c not in (None, NO_TIME)]
 
 
 def _only(candidates: list[str], what: str, flag: str, columns: list[str], where: str) -> str:
@@ -214,7 +241,7 @@ def _head_rows(path: Path) -> dict[str | None, list[list[str]]]:
 def locate_header(path: Path, cfg: DataSettings) -> tuple[str | None, int] | None:
     """The (sheet, 1-based row) of the first row naming every configured column (or, when none is
     configured, a typical time column name), or None."""
-    wanted = {c for c in (cfg.time_column, cfg.target, *cfg.features) if c is not None}
+    wanted = set(_named(cfg))
     for sheet, rows in _head_rows(path).items():
         for number, cells in enumerate(rows, start=1):
             names = {str(c).strip() for c in cells} - {""}
@@ -288,6 +315,9 @@ def read_table(path: Path, cfg: DataSettings) -> RawTable:
     header_row = cfg.header_row or 1
     try:
         frame, sheet, unit = read_frame(path, cfg.sheet, header_row)
+        headerless = cfg.header_row is None and path.suffix.lower() != ".parquet" and is_data_row(frame.columns)
+        if headerless:
+            frame, sheet, unit = read_frame(path, sheet, None)
     except InputError as exc:
         # A title line above a CSV header makes the lines ragged, which pandas cannot parse.
         raise (path.suffix.lower() == ".csv" and _misplaced_header(path, cfg, None, header_row)) or exc from None
@@ -299,12 +329,19 @@ def read_table(path: Path, cfg: DataSettings) -> RawTable:
         time_col, target, notes = pick_columns(frame, cfg, where)
     except InputError as exc:
         raise _misplaced_header(path, cfg, sheet, header_row) or exc from None
+    if headerless:
+        notes.insert(0, f"no header row ({unit} 1 holds numbers): columns named {', '.join(frame.columns)}")
     if header_row > 1:
         notes.append(f"header on {unit} {header_row}; the {header_row - 1} row(s) above it are not read")
-    keep = [time_col, target, *cfg.features]
+    values = [target, *cfg.features]
     if path.suffix.lower() in EXCEL_ZIP:
-        frame = excel_cell_values(path, sheet, frame, keep)
-    return RawTable(frame[keep], sheet, time_col, target, tuple(cfg.features), file_digest(path), tuple(notes), unit)
+        frame = excel_cell_values(path, sheet, frame, values + [time_col] * (time_col is not None))
+    numbered = time_col is None
+    if numbered:
+        time_col = STEPS
+        frame = frame.assign(**{STEPS: range(len(frame))})
+    return RawTable(frame[[time_col, *values]], sheet, time_col, target, tuple(cfg.features), file_digest(path),
+                    tuple(notes), unit, numbered)
 
 
 def _content_key(context, parameters) -> str:

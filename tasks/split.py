@@ -46,9 +46,29 @@ def split_sizes(n_rows: np.ndarray | int, cfg: SplitSettings) -> np.ndarray:
     n = np.atleast_1d(np.asarray(n_rows, dtype=np.int64))[:, None]  # [counts, 1]
     values = np.array([getattr(cfg, name) for name in SPLITS], dtype=float)
     fraction = values < 1
-    cumulative = np.floor(np.cumsum(np.where(fraction, values, 0.0)) * n + _SLACK).astype(np.int64)  # [counts, 3]
-    from_fractions = np.diff(cumulative, axis=1, prepend=0)
-    return np.where(fraction, from_fractions, values.astype(np.int64))
+    sizes = np.where(fraction, _from_fractions(np.where(fraction, values, 0.0), n), values.astype(np.int64))
+    if cfg.scale_to_fit and not fraction.any():
+        # Fewer rows than the counts take: the counts' shares of their total, as fractions.
+        short = n[:, 0] < values.sum()
+        sizes[short] = _from_fractions(values / values.sum(), n[short])
+    return sizes
+
+
+def _from_fractions(fractions: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Rows of each fraction of n [counts, 1]: differences of floor(cumulative fraction x n), [counts, 3]."""
+    cumulative = np.floor(np.cumsum(fractions) * n + _SLACK).astype(np.int64)
+    return np.diff(cumulative, axis=1, prepend=0)
+
+
+def scaled_note(n_rows: int, cfg: SplitSettings) -> str | None:
+    """What `split.scale_to_fit` did to `n_rows` rows, if anything."""
+    counts = [getattr(cfg, name) for name in SPLITS]
+    if not cfg.scale_to_fit or min(counts) < 1 or n_rows >= sum(counts):
+        return None
+    sizes = split_sizes(n_rows, cfg)[0]
+    return (f"split: {n_rows} rows are fewer than the {int(sum(counts))} the split's row counts take "
+            f"({', '.join(f'{k} {int(v)}' for k, v in zip(SPLITS, counts))}); all three scaled down alike to "
+            f"{', '.join(f'{k} {v}' for k, v in zip(SPLITS, sizes))} (split.scale_to_fit)")
 
 
 def split_bounds(n_rows: int, cfg: SplitSettings) -> Bounds:
@@ -73,6 +93,8 @@ def required_rows(settings: Settings) -> int:
     ceil((1 - sum of fractions) × n) covers the row counts, a count that never shrinks as n grows.
     """
     values = np.array([getattr(settings.split, name) for name in SPLITS], dtype=float)
+    if settings.split.scale_to_fit and (values >= 1).all():
+        values = values / values.sum()  # below their total, the counts act as these fractions
     fraction = values < 1
     fixed, unclaimed = values[~fraction].sum(), 1 - values[fraction].sum()
     if fixed and unclaimed <= _SLACK:

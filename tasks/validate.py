@@ -11,14 +11,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.errors import InputError, Problem
 from tasks.ingest import RawTable
 from tasks.schemas import raw_schema, series_schema
 from tasks.settings import Settings
-from tasks.split import required_rows
+from tasks.split import required_rows, scaled_note
+from tasks.times import STEPS, TimeReading, read_times
 
 EXAMPLES = 5  # cells quoted per problem; the rest are counted
 
@@ -49,10 +50,11 @@ class Summary:
         return asdict(self)
 
     def __str__(self) -> str:
+        span = (f"steps {self.start} to {self.end} (row order)" if self.frequency == STEPS else
+                f"from {self.start} to {self.end}  every {self._step()} (frequency {self.frequency}), no gaps")
         lines = [
             f"{self.source}" + (f" [sheet {self.sheet}]" if self.sheet else ""),
-            f"  rows: {self.rows}  from {self.start} to {self.end}  every {self._step()} (frequency {self.frequency}), "
-            "no gaps",
+            f"  rows: {self.rows}  {span}",
             f"  time column: {self.time_column}  target: {self.target}"
             + (f"  features: {', '.join(self.features)}" if self.features else ""),
         ]
@@ -220,25 +222,29 @@ def _gap_problems(times: pd.Series, step: pd.Timedelta | None, time_column: str,
 
 
 def validate_table(raw: RawTable, settings: Settings, source: str) -> tuple[pd.DataFrame, Summary]:
-    """Typed series (DatetimeIndex; target, then features, as float) and its summary, or InputError."""
+    """Typed series (DatetimeIndex, or step numbers when row order is time; target, then features, as
+    float) and its summary, or InputError."""
     values = [raw.target, *raw.features]
     frame, unit, time = raw.frame, raw.row_unit, raw.time_column
     where = source + (f", sheet {raw.sheet!r}" if raw.sheet else "")
-    problems: list[Problem] = []
+    reading = TimeReading(frame[time]) if raw.numbered else read_times(frame[time], settings.data, unit)
+    # A column that cannot be read as time at all gets one message; its cells and order are not judged.
+    problems = [Problem(f"{where}, column {time!r}: {what}", todo) for what, todo in reading.refused]
+    judged_time = None if raw.numbered or reading.refused else time
     reported: set[tuple[str, int]] = set()
     try:
-        raw_schema(raw.time_column, values).validate(frame, lazy=True)
+        raw_schema(judged_time, values, lambda s: reading.times.loc[s.index]).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         problems += _problems(exc, set(), where, unit, time)
         reported = {(c, int(i)) for c, i in zip(exc.failure_cases["column"], exc.failure_cases["index"]) if pd.notna(i)}
 
-    typed = pd.DataFrame({raw.time_column: pd.to_datetime(frame[raw.time_column], errors="coerce", format="mixed")}
-                         | {c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in values})
-    typed[raw.time_column] = typed[raw.time_column].astype("datetime64[ns]")
-    step, freq = infer_step(typed[time])
-    gap_problems, gap_rows = _gap_problems(typed[time], step, time, where, unit)
+    typed = pd.DataFrame({time: reading.times} | {c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in values})
+    step, freq = (None, STEPS) if raw.numbered else infer_step(typed[time])
+    gap_problems, gap_rows = ([], set()) if judged_time is None else _gap_problems(typed[time], step, time, where, unit)
     try:
-        series_schema(raw.time_column, raw.target, list(raw.features), step).validate(typed, lazy=True)
+        schema = series_schema(time if judged_time or raw.numbered else None, raw.target, list(raw.features), step,
+                               raw.numbered)
+        schema.validate(typed, lazy=True)
     except pa.errors.SchemaErrors as exc:
         problems += _problems(exc, reported | gap_rows, where, unit, time, step_text(step) if step is not None else "")
     problems += gap_problems
@@ -252,15 +258,19 @@ def validate_table(raw: RawTable, settings: Settings, source: str) -> tuple[pd.D
     if problems:
         raise InputError(problems)
 
-    series = typed.set_index(raw.time_column)
+    series = typed.set_index(time)
+    scaled = scaled_note(len(series), settings.split)
     summary = Summary(
-        source=source, sheet=raw.sheet, time_column=raw.time_column, target=raw.target, features=raw.features,
+        source=source, sheet=raw.sheet, time_column=time, target=raw.target, features=raw.features,
         rows=len(series), start=str(series.index[0]), end=str(series.index[-1]), frequency=freq,
-        step=str(step) if step is not None else freq, notes=raw.notes,
+        step=str(step) if step is not None else freq, notes=raw.notes + reading.notes + ((scaled,) if scaled else ()),
     )
     return series, summary
 
 
 @task(cache_policy=NO_CACHE)
 def validate_data(raw: RawTable, settings: Settings, source: str) -> tuple[pd.DataFrame, Summary]:
-    return validate_table(raw, settings, source)
+    series, summary = validate_table(raw, settings, source)
+    for note in summary.notes:  # what was chosen or changed without being asked, in the run's log
+        get_run_logger().info(note)
+    return series, summary

@@ -6,8 +6,8 @@ import pytest
 
 from tasks.errors import InputError
 from tasks.normalize import fit_scaler
-from tasks.settings import SplitSettings, parse_settings
-from tasks.split import Bounds, required_rows, split_bounds, split_sizes
+from tasks.settings import SplitSettings, load_settings, parse_settings
+from tasks.split import Bounds, required_rows, scaled_note, split_bounds, split_sizes
 
 
 def test_fractions_and_row_counts_split_chronologically():
@@ -88,3 +88,15 @@ def test_statistics_come_from_the_train_split_only():
     z = scaler.transform(frame)
     assert abs(z[:50].mean()) < 1e-6 and z[50:].mean() > 50
     np.testing.assert_allclose(scaler.inverse_target(z[:, 0]), frame["y"], rtol=1e-6)
+
+
+def test_the_seed_preset_scales_its_row_counts_down_on_fewer_rows_and_says_so():
+    settings = load_settings(preset="seed")
+    n = np.arange(required_rows(settings), 100_001)
+    sizes = split_sizes(n, settings.split)
+    assert (sizes.sum(axis=1) <= n).all() and (sizes >= np.array(settings.split_minimum())).all()
+    assert (sizes[n >= 1200] == [800, 200, 200]).all()  # the tutorial's counts wherever they fit
+    # The tutorial's own 800 numbers: val and test held out of them, in the counts' proportions.
+    assert split_bounds(800, settings.split) == Bounds((0, 533), (533, 666), (666, 800))
+    assert "scaled down alike to train 533, val 133, test 134" in scaled_note(800, settings.split)
+    assert scaled_note(1200, settings.split) is None
