@@ -29,6 +29,10 @@ MAX_UNCOMPRESSED_BYTES = 2**30
 # A DOCTYPE sits in an XML part's prolog, before the root element; Excel never writes one.
 PROLOG_BYTES = 4096
 TIME_NAMES = ("date", "time", "timestamp", "datetime", "period", "ds")
+# Names of id columns in long format (lower case, without spaces or underscores): several series stacked.
+ID_NAMES = ("id", "uniqueid", "series", "seriesid", "group", "groupid", "store", "storeid", "sensor", "sensorid",
+            "item", "itemid", "sku", "station", "stationid", "site", "siteid", "meter", "meterid", "device",
+            "deviceid", "location")
 HEADER_SEARCH_ROWS = 30  # how far down a sheet to look for a header the settings did not point at
 
 
@@ -200,7 +204,7 @@ def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[st
         time_col = None
     else:
         time_col = cfg.time_column or _only(candidates, "time column", "--time-col", columns, where)
-    numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c])]
+    numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c]) and not _id_name(c)]
     target = cfg.target or _only([c for c in numeric if c not in cfg.features], "target column", "--target",
                                  columns, where)
     if time_col is None:
@@ -212,6 +216,53 @@ def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[st
     if not cfg.target:
         notes.append(f"target: {target!r} (the only numeric column)")
     return time_col, target, notes
+
+
+def _id_name(column: str) -> bool:
+    return column.lower().replace("_", "").replace(" ", "") in ID_NAMES
+
+
+def id_column(frame: pd.DataFrame, used: list[str]) -> str | None:
+    """The id column of a long-format sheet: named like one (store, sensor, GroupID), or all text with
+    repeated values; None when there is none (or no single one)."""
+    def text_ids(cells: pd.Series) -> bool:
+        given = cells.dropna()
+        return (len(given) > 0 and given.map(lambda v: isinstance(v, str)).all()
+                and pd.to_numeric(given, errors="coerce").isna().all() and not looks_like_time(cells)
+                and given.nunique() <= len(given) // 2)
+    free = [c for c in frame.columns if c not in used]
+    found = [c for c in free if _id_name(c)] or [c for c in free if text_ids(frame[c])]
+    return found[0] if len(found) == 1 else None
+
+
+def pick_series(frame: pd.DataFrame, cfg: DataSettings, used: list[str], where: str) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of one series from a long-format sheet (`data.series`), with a note; the frame as it is
+    when there is no id column."""
+    column = id_column(frame, used)
+    if column is None:
+        if cfg.series is not None:
+            raise InputError([Problem(f"{where}: --series {cfg.series} given, but no id column found "
+                                      f"(columns present: {', '.join(frame.columns)})",
+                                      "leave out --series, or name the id column like 'id', 'store' or 'sensor'")])
+        return frame, []
+    ids = frame[column].dropna().map(shown_id)
+    distinct = list(dict.fromkeys(ids))
+    listed = ", ".join(distinct[:20]) + (f" and {len(distinct) - 20} more" if len(distinct) > 20 else "")
+    if cfg.series is None and len(distinct) == 1:
+        return frame, [f"id column {column!r} holds one series ({distinct[0]}); ignored"]
+    if cfg.series is None or cfg.series not in distinct:
+        asked = f"no series {cfg.series!r} in" if cfg.series is not None else f"{len(distinct)} series in"
+        raise InputError([Problem(f"{where}: {asked} id column {column!r} (long format): {listed}",
+                                  "pass --series ID to use one of them (training several series at once is not "
+                                  "supported yet)")])
+    rows = ids.index[ids == cfg.series]
+    return frame.loc[rows], [f"id column {column!r}: series {cfg.series} ({len(rows)} of {len(frame)} rows; "
+                             f"{len(distinct)} series in all: {listed})"]
+
+
+def shown_id(value) -> str:
+    """An id as the user types it after --series: 7, not 7.0."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
 
 
 def _named(cfg: DataSettings) -> list[str]:
@@ -329,6 +380,8 @@ def read_table(path: Path, cfg: DataSettings) -> RawTable:
         time_col, target, notes = pick_columns(frame, cfg, where)
     except InputError as exc:
         raise _misplaced_header(path, cfg, sheet, header_row) or exc from None
+    frame, said = pick_series(frame, cfg, [c for c in (time_col, target, *cfg.features) if c], where)
+    notes += said
     if headerless:
         notes.insert(0, f"no header row ({unit} 1 holds numbers): columns named {', '.join(frame.columns)}")
     if header_row > 1:

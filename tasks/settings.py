@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, Strict, ValidationError, model_validator
@@ -29,6 +30,9 @@ class DataSettings(_Section):
     # Extra numeric input columns (covariates). Not strict: JSON (Prefect parameters) has no tuples.
     features: Annotated[tuple[str, ...], Strict(False)] = ()
     header_row: int | None = None  # 1-based Excel row of the header; None: row 1
+    # Long format (an id column such as store or sensor, several series stacked): the id of the one series
+    # to use. None: fine when the id column holds one id.
+    series: str | None = None
     fill_gaps: int = 0  # fill runs of up to this many missing steps by interpolation; 0 refuses gaps
     sort: bool = False  # sort rows by time instead of refusing unsorted data
     # strptime format of text dates (e.g. "%d.%m.%Y %H:%M"); None: inferred from every cell of the column
@@ -36,6 +40,9 @@ class DataSettings(_Section):
     # The day a column of clock times (no dates) starts on; None: START_DATE, said in the summary.
     # Not strict: YAML gives a date, --set text and JSON a string.
     start_date: Annotated[date | None, Strict(False)] = None
+    # The zone whose local clock a time column shows (e.g. "Europe/Berlin"): read in that zone and
+    # converted to UTC, so a daylight-saving change leaves no repeated or missing hour. None: as written.
+    time_zone: str | None = None
 
 
 SPLITS = ("train", "val", "test")  # in time order
@@ -138,6 +145,12 @@ class Settings(_Section):
             required_rows(self)
         except ValueError as exc:
             raise ValueError(f"{_listed(splits)}: {exc}") from None
+        if self.data.time_zone is not None:
+            try:
+                ZoneInfo(self.data.time_zone)
+            except (ValueError, ZoneInfoNotFoundError):
+                raise ValueError(f"data.time_zone={self.data.time_zone}: not a time zone name; use one such as "
+                                 "Europe/Berlin or America/New_York") from None
         if not 0 <= self.model.dropout < 1:
             raise ValueError("model.dropout must be in [0, 1)")
         if not 0 < self.evaluate.coverage < 1 or not 0 <= self.promotion.margin < 1:

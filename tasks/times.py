@@ -6,6 +6,7 @@ Shared by validate (which judges the result), clean (which sorts and fills by it
 - Text dates get one strptime format for the whole column, inferred from all its cells: when month-first
   and day-first both read every cell differently, the column is refused with both readings shown
   (`data.date_format` settles it). Cells the format cannot read stay unread (NaT), for validate to report.
+- With `data.time_zone`, the times are that zone's local clock, converted to UTC.
 - Clock times without dates (loggers, SCADA exports) are counted forward from `data.start_date`: a time
   earlier than the one before it starts a new day when it is less than 12 hours after it across midnight;
   otherwise the times go backwards, and the column is refused.
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
+from tasks.errors import shown
 from tasks.settings import START_DATE, DataSettings
 
 STEPS = "step"  # the frequency, and the time column's name, of a series whose row order is its time
@@ -40,10 +42,28 @@ class TimeReading:
     notes: tuple[str, ...] = ()
     # The column as a whole cannot be read as time (format ambiguous, clock going backwards): (what, todo)
     refused: tuple[tuple[str, str], ...] = ()
+    zoned: bool = False  # the cells carried their zone (converted to UTC); data.time_zone does not apply
 
 
 def read_times(cells: pd.Series, cfg: DataSettings, unit: str = "Excel row") -> TimeReading:
-    """One reading of a whole time column; see the module docstring."""
+    """One reading of a whole time column (see the module docstring), as `data.time_zone`'s local clock
+    when that is set."""
+    reading = _read(cells, cfg, unit)
+    if cfg.time_zone is None or reading.refused or reading.zoned:
+        return reading
+    try:
+        # The repeated hour when daylight saving ends is told apart by the order of the rows.
+        local = reading.times.dt.tz_localize(cfg.time_zone, ambiguous="infer", nonexistent="NaT")
+    except ValueError as exc:  # pytz/pandas: an hour that repeats without its second occurrence, ...
+        return TimeReading(reading.times, reading.notes, ((
+            f"cannot read the times as local time in {cfg.time_zone} (data.time_zone): {str(exc).splitlines()[0]}",
+            "check the rows around the daylight-saving changes"),))
+    utc = local.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+    return TimeReading(utc, reading.notes + (f"time zone: local time in {cfg.time_zone} (data.time_zone), "
+                                             "converted to UTC",))
+
+
+def _read(cells: pd.Series, cfg: DataSettings, unit: str) -> TimeReading:
     if isinstance(cells.dtype, pd.DatetimeTZDtype):
         return _to_utc(cells)
     if pd.api.types.is_datetime64_any_dtype(cells):
@@ -62,7 +82,9 @@ def read_times(cells: pd.Series, cfg: DataSettings, unit: str = "Excel row") -> 
         return TimeReading(pd.Series(pd.NaT, index=cells.index, dtype="datetime64[ns]"), refused=refused)
     parsed = _parse(text, fmt)
     offsets = sorted(set(text.str.extract(ZONED, expand=False).dropna()))
-    return _combined(cells, pd.concat([objects, parsed]) if len(objects) else parsed, [], ", ".join(offsets))
+    how = "data.date_format" if cfg.date_format else "the one format that reads every cell"
+    return _combined(cells, pd.concat([objects, parsed]) if len(objects) else parsed,
+                     [f"text dates read as {fmt} ({how})"], ", ".join(offsets))
 
 
 def _has_zone(values: pd.Series) -> bool:
@@ -71,18 +93,19 @@ def _has_zone(values: pd.Series) -> bool:
 
 def _combined(cells: pd.Series, parsed: pd.Series, notes: list[str], zone: str = "") -> TimeReading:
     """Parsed cells back in the column's rows; zoned ones in UTC."""
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+    zoned = isinstance(parsed.dtype, pd.DatetimeTZDtype)
+    if zoned:
         reading = _to_utc(parsed, zone)
         parsed, notes = reading.times, notes + list(reading.notes)
     times = pd.Series(pd.NaT, index=cells.index, dtype="datetime64[ns]")
     times.loc[parsed.index] = parsed.astype("datetime64[ns]")
-    return TimeReading(times, tuple(notes))
+    return TimeReading(times, tuple(notes), zoned=zoned)
 
 
 def _to_utc(times: pd.Series, zone: str = "") -> TimeReading:
     """Zoned timestamps as UTC without a zone (equal steps across daylight-saving changes)."""
     utc = times.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
-    return TimeReading(utc, (f"time zone: the timestamps carry {zone or times.dt.tz}; in UTC here",))
+    return TimeReading(utc, (f"time zone: the timestamps carry {zone or times.dt.tz}; in UTC here",), zoned=True)
 
 
 def _text_format(text: pd.Series) -> tuple[str | None, tuple[tuple[str, str], ...]]:
@@ -148,8 +171,8 @@ def _clock_times(cells: pd.Series, cfg: DataSettings, unit: str) -> TimeReading:
 
 
 def _clock(value) -> str:
-    """A clock time as a user writes it: 00:25:00, never datetime.time(0, 25)."""
-    return value.strftime("%H:%M:%S") if isinstance(value, dt.time) else str(value).strip()
+    """A clock time as a user writes it: 00:25:00, never datetime.time(0, 25); text unquoted."""
+    return value.strip() if isinstance(value, str) else shown(value)
 
 
 def looks_like_time(cells: pd.Series) -> bool:
