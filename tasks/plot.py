@@ -71,10 +71,9 @@ def plot_losses(history: dict[str, list[float]]) -> Figure:
 @task(cache_policy=NO_CACHE)
 def make_figures(series: pd.DataFrame, target: str, test_starts: range, test_forecast_units: np.ndarray,
                  future: pd.DataFrame, history: dict[str, list[float]], title: str) -> dict[str, Figure]:
+    # Targets of the test origins: from the first origin to the last origin's H-th step.
+    targets = series.index[test_starts.start:test_starts.stop - 1 + test_forecast_units.shape[1]]
     return {
-        # Targets of the test origins: from the first origin to the last origin's H-th step.
-        "forecast.png": plot_forecast(series[target],
-                                      series.index[test_starts.start:test_starts.stop - 1 + test_forecast_units.shape[1]],
-                                      test_forecast_units, future, title),
+        "forecast.png": plot_forecast(series[target], targets, test_forecast_units, future, title),
         "loss_curves.png": plot_losses(history),
     }

@@ -41,7 +41,9 @@ def forecast_next(model, spec: dict, frame: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"input lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}")
     steps = spec["frequency"] == STEPS  # no time column: rows numbered, forecasts numbered after the last
-    frame = frame.assign(**{time_col: frame[time_col] if steps else pd.to_datetime(frame[time_col])}).sort_values(time_col)
+    if not steps:
+        frame = frame.assign(**{time_col: pd.to_datetime(frame[time_col])})
+    frame = frame.sort_values(time_col)
     if len(frame) < L:
         raise ValueError(f"the model needs the latest {L} rows; got {len(frame)}")
     window = frame.iloc[-L:]
@@ -50,7 +52,8 @@ def forecast_next(model, spec: dict, frame: pd.DataFrame) -> pd.DataFrame:
     x = scaler.transform(window)[None]  # [1, L, channels]
     y = predict_horizon(model, x, spec["mode"], H)[0]  # [H], normalized
     last = window[time_col].iloc[-1]
-    times = np.arange(last + 1, last + H + 1) if steps else pd.date_range(last, periods=H + 1, freq=spec["frequency"])[1:]
+    times = (np.arange(last + 1, last + H + 1) if steps
+             else pd.date_range(last, periods=H + 1, freq=spec["frequency"])[1:])
     forecast = scaler.inverse_target(y)
     out = pd.DataFrame({"timestamp": times, "forecast": forecast})
     if "interval" in spec:  # models registered before intervals existed have none

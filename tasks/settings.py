@@ -157,7 +157,8 @@ class Settings(_Section):
             raise ValueError("evaluate.coverage must be in (0, 1) and promotion.margin in [0, 1)")
         holdout = self.promotion.holdout
         if holdout is not None and not (0 < holdout < 1 or holdout == int(holdout) >= self.window.horizon):
-            raise ValueError(f"promotion.holdout={holdout}: use a fraction below 1 or a whole row count >= window.horizon")
+            raise ValueError(f"promotion.holdout={holdout}: use a fraction below 1 or a whole row count "
+                             ">= window.horizon")
         if self.window.mode == "seq2seq" and (self.data.features or self.model.level != "none" or self.model.linear_skip):
             # Seq2seq forecasts by feeding its own predictions back, which needs a univariate window
             # and an output at every position.
