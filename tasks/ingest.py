@@ -165,11 +165,10 @@ def read_frame(path: Path, sheet: str | int | None, header_row: int | None) -> t
 
 
 def is_data_row(names: pd.Index) -> bool:
-    """A header row of numbers (or dates) is the first row of data in a sheet without a header."""
+    """A header row of numbers or dates (nothing else) is the first row of data in a sheet without a header."""
     def data(name) -> bool:
-        if not isinstance(name, str):
-            return True
-        return pd.to_numeric(name, errors="coerce") == pd.to_numeric(name, errors="coerce")  # a number, not NaN
+        return (not isinstance(name, str) or pd.notna(pd.to_numeric(name, errors="coerce"))
+                or looks_like_time(pd.Series([name])))
     return len(names) > 0 and all(data(n) for n in names)
 
 
@@ -222,23 +221,31 @@ def _id_name(column: str) -> bool:
     return column.lower().replace("_", "").replace(" ", "") in ID_NAMES
 
 
-def id_column(frame: pd.DataFrame, used: list[str]) -> str | None:
-    """The id column of a long-format sheet: named like one (store, sensor, GroupID), or all text with
-    repeated values; None when there is none (or no single one)."""
-    def text_ids(cells: pd.Series) -> bool:
+def id_column(frame: pd.DataFrame, time_col: str | None, used: list[str]) -> str | None:
+    """The id column of a long-format sheet: named like one (store, sensor, GroupID), or holding text,
+    such that each timestamp recurs once per id (a notes or status column does not); None when there is
+    none (or no single one)."""
+    def text(cells: pd.Series) -> bool:
         given = cells.dropna()
         return (len(given) > 0 and given.map(lambda v: isinstance(v, str)).all()
-                and pd.to_numeric(given, errors="coerce").isna().all() and not looks_like_time(cells)
-                and given.nunique() <= len(given) // 2)
+                and pd.to_numeric(given, errors="coerce").isna().all() and not looks_like_time(cells))
+
+    def stacks(column: str) -> bool:
+        if time_col is None or frame[column].nunique() == 1:
+            return True
+        pairs = frame[[column, time_col]].dropna()
+        return pairs[time_col].duplicated().any() and not pairs.duplicated().any()
     free = [c for c in frame.columns if c not in used]
-    found = [c for c in free if _id_name(c)] or [c for c in free if text_ids(frame[c])]
+    found = [c for c in free if _id_name(c) and stacks(c)] or [c for c in free if text(frame[c]) and time_col
+                                                               and stacks(c)]
     return found[0] if len(found) == 1 else None
 
 
-def pick_series(frame: pd.DataFrame, cfg: DataSettings, used: list[str], where: str) -> tuple[pd.DataFrame, list[str]]:
+def pick_series(frame: pd.DataFrame, cfg: DataSettings, time_col: str | None, used: list[str],
+                where: str) -> tuple[pd.DataFrame, list[str]]:
     """The rows of one series from a long-format sheet (`data.series`), with a note; the frame as it is
     when there is no id column."""
-    column = id_column(frame, used)
+    column = id_column(frame, time_col, used)
     if column is None:
         if cfg.series is not None:
             raise InputError([Problem(f"{where}: --series {cfg.series} given, but no id column found "
@@ -380,10 +387,11 @@ def read_table(path: Path, cfg: DataSettings) -> RawTable:
         time_col, target, notes = pick_columns(frame, cfg, where)
     except InputError as exc:
         raise _misplaced_header(path, cfg, sheet, header_row) or exc from None
-    frame, said = pick_series(frame, cfg, [c for c in (time_col, target, *cfg.features) if c], where)
+    frame, said = pick_series(frame, cfg, time_col, [c for c in (time_col, target, *cfg.features) if c], where)
     notes += said
     if headerless:
-        notes.insert(0, f"no header row ({unit} 1 holds numbers): columns named {', '.join(frame.columns)}")
+        notes.insert(0, f"no header row ({unit} 1 holds data, not column names): columns named "
+                        f"{', '.join(frame.columns)}")
     if header_row > 1:
         notes.append(f"header on {unit} {header_row}; the {header_row - 1} row(s) above it are not read")
     values = [target, *cfg.features]

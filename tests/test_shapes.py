@@ -12,8 +12,9 @@ from test_bad_input import _in_parallel, run_cli
 
 # case -> (options, rows, span as the summary prints it, what a note or the span must say)
 ACCEPTED = {
-    "seq_data": ([], 800, "steps 0 to 799 (row order)", ["no header row (Excel row 1 holds numbers): columns named value",
-                                                          "no time column (no column holds dates or times (value))"]),
+    "seq_data": ([], 800, "steps 0 to 799 (row order)",
+                 ["no header row (Excel row 1 holds data, not column names): columns named value",
+                  "no time column (no column holds dates or times (value))"]),
     "value_column": ([], 720, "steps 0 to 719 (row order)", ["row order is time, steps numbered 0 to 719"]),
     "valid": (["--time-col", "none", "--target", "OT"], 720, "steps 0 to 719 (row order)",
               ["no time column (data.time_column=none)"]),
