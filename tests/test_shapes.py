@@ -29,6 +29,8 @@ ACCEPTED = {
                              "from 2016-07-01 00:00:00 to 2016-07-12 23:00:00", ["(data.date_format)"]),
     "zoned_csv": ([], 720, "from 2016-10-28 22:00:00 to 2016-11-27 21:00:00  every 1 hour",
                   ["time zone: the timestamps carry +01:00, +02:00; in UTC here"]),
+    "zoned_parquet": ([], 720, "from 2016-10-28 22:00:00 to 2016-11-27 21:00:00  every 1 hour",
+                      ["time zone: the timestamps carry Europe/Berlin; in UTC here"]),
     "dst_repeated_hour": (["--set", "data.time_zone=Europe/Berlin"], 720,
                           "from 2016-10-28 22:00:00 to 2016-11-27 21:00:00  every 1 hour",
                           ["local time in Europe/Berlin (data.time_zone), converted to UTC"]),
