@@ -16,10 +16,11 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.errors import count
 from tasks.ingest import RawTable
 from tasks.settings import DataSettings
 from tasks.times import read_times
-from tasks.validate import count, infer_step, rows_text
+from tasks.validate import infer_step, rows_text
 
 
 def clean_table(raw: RawTable, cfg: DataSettings) -> RawTable:

@@ -24,6 +24,11 @@ class InputError(Exception):
         super().__init__("\n".join(map(str, self.problems)))
 
 
+def count(n: int, noun: str) -> str:
+    """'1 cell', '3 cells'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def shown(value) -> str:
     """A cell's value as a user writes it: text quoted ('n/a'), 00:25:00, 2016-07-01 13:00:00, 12.5;
     never a Python repr such as datetime.time(0, 25) or np.float64(12.5)."""

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
-from tasks.errors import shown
+from tasks.errors import count, shown
 from tasks.settings import START_DATE, DataSettings
 
 STEPS = "step"  # the frequency, and the time column's name, of a series whose row order is its time
@@ -56,8 +56,14 @@ def read_times(cells: pd.Series, cfg: DataSettings, unit: str = "Excel row") -> 
         local = reading.times.dt.tz_localize(cfg.time_zone, ambiguous="infer", nonexistent="NaT")
     except ValueError as exc:  # pytz/pandas: an hour that repeats without its second occurrence, ...
         return TimeReading(reading.times, reading.notes, ((
-            f"cannot read the times as local time in {cfg.time_zone} (data.time_zone): {str(exc).splitlines()[0]}",
-            "check the rows around the daylight-saving changes"),))
+            f"cannot read the times as local time in {cfg.time_zone} (data.time_zone): "
+            f"{str(exc).splitlines()[0]}", "check the rows around the daylight-saving changes"),))
+    skipped = local.isna() & reading.times.notna()
+    if skipped.any():
+        listed = ", ".join(f"{shown(t)} ({unit} {r})" for r, t in reading.times[skipped].iloc[:5].items())
+        return TimeReading(reading.times, reading.notes, ((
+            f"{count(int(skipped.sum()), 'time')} in the hour that clocks in {cfg.time_zone} (data.time_zone) "
+            f"skip when daylight saving starts: {listed}", "check the zone, or correct those cells"),))
     utc = local.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
     return TimeReading(utc, reading.notes + (f"time zone: local time in {cfg.time_zone} (data.time_zone), "
                                              "converted to UTC",))
@@ -120,7 +126,8 @@ def _text_format(text: pd.Series) -> tuple[str | None, tuple[tuple[str, str], ..
     complete = [f for f, times in read.items() if times.notna().all()]
     distinct = {f: read[f] for f in complete if not any(read[f].equals(read[g]) for g in complete[:complete.index(f)])}
     if len(distinct) > 1:
-        example = text.iloc[int(np.flatnonzero((read[complete[0]] != read[complete[1]]).to_numpy())[0])]
+        first, second = list(distinct.values())[:2]
+        example = text.iloc[int(np.flatnonzero((first != second).to_numpy())[0])]
         readings = " or ".join(f"{read[f][text == example].iloc[0]:%Y-%m-%d %H:%M} "
                                f"({'day' if f.find('%d') < f.find('%m') else 'month'} first, {f})" for f in distinct)
         options = " or ".join(f'--set "data.date_format={f}"' for f in distinct)
@@ -138,7 +145,8 @@ def _year_day_month(fmt: str) -> bool:
 
 def _parse(text: pd.Series, fmt: str) -> pd.Series:
     """Every cell with one format; with a UTC offset on any of them, all in UTC (offsets may differ)."""
-    return pd.to_datetime(text, format=fmt, errors="coerce", utc=bool(text.str.extract(ZONED, expand=False).notna().any()) or None)
+    zoned = text.str.extract(ZONED, expand=False).notna().any()
+    return pd.to_datetime(text, format=fmt, errors="coerce", utc=True if zoned else None)
 
 
 def _clock_times(cells: pd.Series, cfg: DataSettings, unit: str) -> TimeReading:
@@ -155,11 +163,11 @@ def _clock_times(cells: pd.Series, cfg: DataSettings, unit: str) -> TimeReading:
     start = pd.Timestamp(cfg.start_date or START_DATE)
     if (back & ~wraps).any():
         rows = given.index[1:][back & ~wraps]
-        shown = ", ".join(f"{_clock(given[r])} after {_clock(given.iloc[given.index.get_loc(r) - 1])} ({unit} {r})"
-                          for r in rows[:5])
+        listed = ", ".join(f"{_clock(given[r])} after {_clock(given.iloc[given.index.get_loc(r) - 1])} ({unit} {r})"
+                           for r in rows[:5])
         more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
         return TimeReading(pd.Series(pd.NaT, index=cells.index, dtype="datetime64[ns]"), refused=((
-            f"the clock times (no dates) go backwards without wrapping past midnight: {shown}{more}",
+            f"the clock times (no dates) go backwards without wrapping past midnight: {listed}{more}",
             "put the rows in time order, or add a column with the full date and time of each row and pass "
             "--time-col NAME"),))
     days = np.r_[0, np.cumsum(wraps)]

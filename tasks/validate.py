@@ -14,7 +14,7 @@ import pandera.pandas as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.errors import InputError, Problem, shown
+from tasks.errors import InputError, Problem, count, shown
 from tasks.ingest import RawTable
 from tasks.schemas import raw_schema, series_schema
 from tasks.settings import Settings
@@ -113,11 +113,6 @@ def rows_text(rows, unit: str) -> str:
     shown = ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs[:EXAMPLES])
     more = sum(b - a + 1 for a, b in runs[EXAMPLES:])
     return f"{unit}{'s' if len(rows) > 1 else ''} {shown}" + (f" and {more} more" if more else "") if rows else ""
-
-
-def count(n: int, noun: str) -> str:
-    """'1 cell', '3 cells'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def step_text(step: pd.Timedelta) -> str:

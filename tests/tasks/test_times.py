@@ -47,3 +47,10 @@ def test_a_local_clock_with_its_zone_reads_the_repeated_hour_in_order():
     local = ["2016-10-30 01:00", "2016-10-30 02:00", "2016-10-30 02:00", "2016-10-30 03:00"]
     times = _read(local, time_zone="Europe/Berlin").times
     assert times.diff().dropna().eq(pd.Timedelta(hours=1)).all()
+
+
+def test_a_local_time_in_the_skipped_hour_is_refused_by_name():
+    reading = _read(["2016-03-27 01:00", "2016-03-27 02:30", "2016-03-27 03:00"], time_zone="Europe/Berlin")
+    what, _ = reading.refused[0]
+    assert what == ("1 time in the hour that clocks in Europe/Berlin (data.time_zone) skip when daylight saving "
+                    "starts: 2016-03-27 02:30:00 (Excel row 3)")
