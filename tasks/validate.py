@@ -296,14 +296,14 @@ def validate_table(raw: RawTable, settings: Settings, source: str) -> tuple[pd.D
         problems += _problems(exc, set(), where, unit, time)
         reported = {(c, int(i)) for c, i in zip(exc.failure_cases["column"], exc.failure_cases["index"]) if pd.notna(i)}
 
-    typed = pd.DataFrame({time: reading.times} | {c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in values})
+    typed = pd.DataFrame({time: reading.times}
+                         | {c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in values})
     step, freq = (None, STEPS) if raw.numbered else infer_step(typed[time])
-    gap_problems, gap_rows, dst_rows = [], set(), set()
+    (dst, dst_rows, dst_gaps), (gap_problems, gap_rows) = ([], set(), set()), ([], set())
     if judged_time is not None:
-        dst, dst_rows, dst_gaps = ([], set(), set()) if settings.data.time_zone else \
-            _daylight_saving(typed[time], step, time, where, unit)
+        if not settings.data.time_zone:  # with a zone given, the changes are read, not reported
+            dst, dst_rows, dst_gaps = _daylight_saving(typed[time], step, time, where, unit)
         gap_problems, gap_rows = _gap_problems(typed[time], step, freq, time, where, unit, dst_gaps)
-        gap_problems += dst
     try:
         schema = series_schema(time if judged_time or raw.numbered else None, raw.target, list(raw.features), step,
                                raw.numbered)
@@ -311,7 +311,7 @@ def validate_table(raw: RawTable, settings: Settings, source: str) -> tuple[pd.D
     except pa.errors.SchemaErrors as exc:
         problems += _problems(exc, reported | gap_rows | dst_rows, where, unit, time,
                               step_text(step) if step is not None else "")
-    problems += gap_problems
+    problems += gap_problems + dst
 
     needed = required_rows(settings)
     if len(typed) < needed:
