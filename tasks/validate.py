@@ -88,7 +88,8 @@ def calendar_frequency(times: pd.Series) -> str | None:
     starts with a month missing are monthly with a gap, not unevenly spaced."""
     first, last = times.iloc[0], times.iloc[-1]
     for name in CALENDAR:
-        freq = f"W-{first:%a}".upper() if name == "W" else name
+        # Anchored on the first timestamp: weeks on its weekday, quarters and years on its month.
+        freq = {"W": f"W-{first:%a}", "B": "B", "MS": "MS", "ME": "ME"}.get(name, f"{name}-{first:%b}").upper()
         grid = pd.date_range(first, last, freq=freq)
         # Every timestamp on the grid, and most of the grid present (else a finer frequency is the step).
         if len(grid) and grid[0] == first and times.isin(grid).all() and len(grid) < 2 * len(times):
