@@ -6,7 +6,8 @@ hold its targets; rows after the test split are left unused.
 Fractions become row counts without ever overflowing the data: the fractional splits' boundaries are
 their cumulative fractions of n rounded down (floor(0.7n), floor(0.85n), floor(1.0n) = n), so together
 they take floor(sum × n) <= n rows, none is lost when the fractions add up to 1, and each split holds at
-least floor(fraction × n) rows, a count that never shrinks as n grows. Row counts are taken as given.
+least floor(fraction × n) rows, a count that never shrinks as n grows. Row counts are taken as given;
+with `split.scale_to_fit`, on fewer rows than they add up to, they act as their shares of that total.
 """
 
 from __future__ import annotations
