@@ -26,9 +26,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 Data = Annotated[Path, typer.Argument(help="Workbook (.xlsx, .xlsm, .xls) or .csv / .parquet file")]
 Sheet = Annotated[Optional[str], typer.Option("--sheet", help="Sheet name (default: the first sheet)")]
-TimeCol = Annotated[Optional[str], typer.Option("--time-col", help="Time column (default: auto-detect)")]
+TimeCol = Annotated[Optional[str], typer.Option("--time-col", help="Time column (default: auto-detect); "
+                                                                   "'none': row order is time")]
 Target = Annotated[Optional[str], typer.Option("--target", help="Column to forecast (default: auto-detect)")]
 HeaderRow = Annotated[Optional[int], typer.Option("--header-row", help="Excel row of the header (default: 1)")]
+SeriesId = Annotated[Optional[str], typer.Option("--series", help="Long format (an id column such as store or "
+                                                                  "sensor): the id of the series to use")]
 
 
 @contextmanager
@@ -75,15 +78,16 @@ class _NoTraceback(logging.Filter):
         return True
 
 
-def _data_overrides(sheet, time_col, target, header_row) -> list[str]:
-    given = {"data.sheet": sheet, "data.time_column": time_col, "data.target": target, "data.header_row": header_row}
+def _data_overrides(sheet, time_col, target, header_row, series=None) -> list[str]:
+    given = {"data.sheet": sheet, "data.time_column": time_col, "data.target": target, "data.header_row": header_row,
+             "data.series": series}
     # Quoted so YAML keeps names such as "2024" or "yes" as text.
     return [f"{k}={v}" if k == "data.header_row" else f"{k}={repr(str(v))}" for k, v in given.items() if v is not None]
 
 
 @app.command()
 def validate(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: Target = None,
-             header_row: HeaderRow = None,
+             header_row: HeaderRow = None, series: SeriesId = None,
              config: Annotated[Optional[Path], typer.Option(help="YAML config file")] = None,
              set_: Annotated[list[str], typer.Option("--set", help="Override: section.key=value")] = []) -> None:
     """Ingest, clean (only what data.sort / data.fill_gaps ask) and validate; print a summary."""
@@ -93,7 +97,7 @@ def validate(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: 
     from tasks.validate import validate_table
 
     with user_errors():
-        settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row)])
+        settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row, series)])
         raw = clean_table(read_table(data, settings.data), settings.data)
         _, summary = validate_table(raw, settings, str(data))
     typer.echo(f"valid: {summary}")
@@ -101,7 +105,7 @@ def validate(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: 
 
 @app.command()
 def train(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: Target = None,
-          header_row: HeaderRow = None,
+          header_row: HeaderRow = None, series: SeriesId = None,
           config: Annotated[Optional[Path], typer.Option(help="YAML config file")] = None,
           set_: Annotated[list[str], typer.Option("--set", help="Override: section.key=value")] = [],
           preset: Annotated[Optional[str], typer.Option(help="Start from a preset: 'seed' = the original script")] = None) -> None:
@@ -109,7 +113,7 @@ def train(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: Tar
     from tasks.settings import load_settings
 
     with user_errors():
-        settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row)], preset)
+        settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row, series)], preset)
         server = _start_prefect_server()
         try:
             from flows.train import train_flow  # TensorFlow, MLflow: ~10 s of imports, beside the server's start
@@ -242,14 +246,14 @@ def forecast(data: Data,
              = "models:/lstm-forecaster@champion",
              out: Annotated[Optional[Path], typer.Option(help="Forecast table, .csv or .xlsx (default: DATA's name + "
                                                              "-forecast.csv, here); the plot goes beside it (.png)")] = None,
-             sheet: Sheet = None, header_row: HeaderRow = None,
+             sheet: Sheet = None, header_row: HeaderRow = None, series: SeriesId = None,
              config: Annotated[Optional[Path], typer.Option(help="YAML config file")] = None,
              set_: Annotated[list[str], typer.Option("--set", help="Override: section.key=value")] = []) -> None:
     """Forecast the H steps after the end of DATA with a registered model, with prediction intervals."""
     from tasks.settings import load_settings
 
     with user_errors():
-        settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row)])
+        settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row, series)])
         from flows.forecast import forecast_flow
 
         result = forecast_flow(str(data), model, str(out) if out else None, settings)
@@ -264,14 +268,14 @@ def promote(data: Annotated[Optional[Path], typer.Argument(help="Data for the ga
             rollback: Annotated[bool, typer.Option("--rollback", help="Give 'champion' back to the version it replaced")]
             = False,
             reason: Annotated[str, typer.Option(help="Why, recorded on the model version")] = "from the command line",
-            sheet: Sheet = None, header_row: HeaderRow = None,
+            sheet: Sheet = None, header_row: HeaderRow = None, series: SeriesId = None,
             config: Annotated[Optional[Path], typer.Option(help="YAML config file")] = None,
             set_: Annotated[list[str], typer.Option("--set", help="Override: section.key=value")] = []) -> None:
     """The champion/challenger gate on DATA; or --version N --force; or --rollback."""
     from tasks.settings import load_settings
 
     with user_errors():
-        settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row)])
+        settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row, series)])
         name = settings.registry.model_name
         from tasks import promote as gate
         from tasks.tracking import store

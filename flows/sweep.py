@@ -221,7 +221,8 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
         table = trials_table(earlier + rows)
         chosen = [fits[r] for r in table["run_id"] if r in fits][:BEST_SHOWN]
         forecasts = [(f"{fit_label(table, fit.run_id)} (val_mse {fit.metrics[OBJECTIVE]:.4f})",
-                      prepared.series.index[slice(*fit.test_starts)], fit.test_forecast) for fit in chosen]
+                      prepared.series.index[fit.test_starts[0]:fit.test_starts[1] - 1 + settings.window.horizon],
+                      fit.test_forecast) for fit in chosen]
         curves = {r["name"]: runs.metric_values(r["run_id"], "val_loss") for r in earlier if r["status"] == "FINISHED"} | curves
         best = log_sweep(parent, table, list(space.axes), curves, forecasts, prepared.series[prepared.summary.target])
         if best is None:

@@ -117,10 +117,10 @@ class Outcome:
             else self.fit.metrics
 
     def forecast(self, index: pd.Index, window: WindowSettings) -> tuple[str, pd.Index, np.ndarray]:
-        """(label, index of the origins' first targets, forecasts [windows, H] in units) of this fold."""
+        """(label, the times of its test targets, forecasts [windows, H] in units) of this fold."""
         part = origins(self.fold.bounds.test, window, training=False)
         first = self.fit.test_starts[0]
-        return f"fold {self.fold.number}", index[part.start:part.stop], \
+        return f"fold {self.fold.number}", index[part.start:part.stop - 1 + window.horizon], \
             self.fit.test_forecast[part.start - first:part.stop - first]
 
     def record(self, index: pd.Index) -> dict[str, Any]:

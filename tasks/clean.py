@@ -16,30 +16,29 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.errors import count
 from tasks.ingest import RawTable
 from tasks.settings import DataSettings
-from tasks.validate import count, infer_step, rows_text
+from tasks.times import read_times
+from tasks.validate import infer_step, rows_text
 
 
 def clean_table(raw: RawTable, cfg: DataSettings) -> RawTable:
     """The table with the cleaning the settings ask for; its notes say what was changed."""
     frame, notes = raw.frame, list(raw.notes)
-    if cfg.sort:
-        frame, said = sort_rows(frame, raw.time_column, raw.row_unit)
+    if cfg.sort and not raw.numbered:  # row order is the time of a series without a time column
+        frame, said = sort_rows(frame, raw.time_column, raw.row_unit, cfg)
         notes += said
     if cfg.fill_gaps:
-        frame, said = fill_gaps(frame, raw.time_column, [raw.target, *raw.features], cfg.fill_gaps, raw.row_unit)
+        frame, said = fill_gaps(frame, raw.time_column, [raw.target, *raw.features], cfg.fill_gaps, raw.row_unit,
+                                cfg, raw.numbered)
         notes += said
     return replace(raw, frame=frame, notes=tuple(notes))
 
 
-def _times(frame: pd.DataFrame, time_column: str) -> pd.Series:
-    return pd.to_datetime(frame[time_column], errors="coerce", format="mixed").astype("datetime64[ns]")
-
-
-def sort_rows(frame: pd.DataFrame, time_column: str, unit: str) -> tuple[pd.DataFrame, list[str]]:
+def sort_rows(frame: pd.DataFrame, time_column: str, unit: str, cfg: DataSettings) -> tuple[pd.DataFrame, list[str]]:
     """Rows in time order (stable; rows whose time cannot be read go last, for validation to report)."""
-    order = _times(frame, time_column).sort_values(kind="stable", na_position="last").index
+    order = read_times(frame[time_column], cfg, unit).times.sort_values(kind="stable", na_position="last").index
     moved = frame.index[frame.index != order]
     if moved.empty:
         return frame, ["data.sort: the rows were already in time order"]
@@ -47,18 +46,20 @@ def sort_rows(frame: pd.DataFrame, time_column: str, unit: str) -> tuple[pd.Data
                               f"{rows_text(moved, unit)})"]
 
 
-def fill_gaps(frame: pd.DataFrame, time_column: str, columns: list[str], limit: int,
-              unit: str) -> tuple[pd.DataFrame, list[str]]:
-    """Insert missing timestamps and interpolate blank cells, in runs of up to `limit` steps."""
-    times = _times(frame, time_column)
+def fill_gaps(frame: pd.DataFrame, time_column: str, columns: list[str], limit: int, unit: str,
+              cfg: DataSettings, numbered: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """Insert missing timestamps and interpolate blank cells, in runs of up to `limit` steps (`numbered`:
+    the time column numbers the rows, so only blank cells can be filled)."""
+    times = frame[time_column] if numbered else read_times(frame[time_column], cfg, unit).times
     if times.isna().any() or not times.is_unique or not times.is_monotonic_increasing:
         return frame, [f"data.fill_gaps={limit}: nothing filled, because the timestamps are not all readable, "
                        "unique and in order (see the problems reported)"]
-    step, _ = infer_step(times)
+    step = None if numbered else infer_step(times)[0]
     notes: list[str] = []
     frame, gap_of = _insert_missing(frame.assign(**{time_column: times}), time_column, step, limit)
     times = frame[time_column]
-    seconds = ((times - times.iloc[0]).dt.total_seconds()).to_numpy()
+    elapsed = times - times.iloc[0]  # interpolation weights: seconds, or steps
+    seconds = (elapsed.astype(float) if numbered else elapsed.dt.total_seconds()).to_numpy()
     filled_rows: dict[str, pd.Index] = {}
     frame = frame.astype({c: object for c in columns})
     for column in columns:

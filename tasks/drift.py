@@ -68,7 +68,8 @@ def report_drift(reference: dict | None, series: pd.DataFrame, target: str, refe
         return None
     new = profile(series, target, (0, len(series)))
     # Shift is judged on the rows the champion has not seen (all rows, if the series was replaced).
-    unseen = series.loc[series.index > pd.Timestamp(reference["train_end"]), target]
+    # train_end is kept as text: a timestamp, or a step number for a series without a time column.
+    unseen = series.loc[series.index > series.index.dtype.type(reference["train_end"]), target]
     report = compare(reference, new, (unseen if len(unseen) else series[target]).to_numpy())
     create_markdown_artifact(report.markdown(reference_name, new_name), key="data-drift",
                              description=f"{new_name} vs the champion's training data")

@@ -16,11 +16,15 @@ import pandas as pd
 from tasks.model import predict_horizon
 from tasks.normalize import Scaler
 from tasks.settings import WindowSettings
+from tasks.times import STEPS
 from tasks.window import make_windows, target_windows
 
 
 def season_length(frequency: str, step: str) -> int:
-    """Steps per natural cycle: a day for sub-daily data, a week for daily, a year for coarser."""
+    """Steps per natural cycle: a day for sub-daily data, a week for daily, a year for coarser; none
+    (1, the last value) for step-numbered rows, whose cycle only the user knows (evaluate.season)."""
+    if frequency == STEPS:
+        return 1
     offset = pd.tseries.frequencies.to_offset(frequency)
     name = offset.name.upper()
     for prefix, season in (("Y", 1), ("A", 1), ("Q", 4), ("M", 12), ("W", 52), ("B", 5)):

@@ -15,7 +15,8 @@ from tasks.errors import InputError, Problem
 from tasks.export import write_table
 from tasks.ingest import file_digest, read_table
 from tasks.plot import plot_future
-from tasks.settings import DataSettings, Settings, SplitSettings, WindowSettings
+from tasks.settings import NO_TIME, DataSettings, Settings, SplitSettings, WindowSettings
+from tasks.times import STEPS
 from tasks.validate import Summary, validate_table
 
 DEFAULT_MODEL_URI = "models:/lstm-forecaster@champion"
@@ -58,6 +59,8 @@ def load_forecaster(uri: str) -> Forecaster:
 
 
 def _same_frequency(a: str, b: str) -> bool:
+    if STEPS in (a, b):
+        return a == b
     try:
         return pd.tseries.frequencies.to_offset(a) == pd.tseries.frequencies.to_offset(b)
     except ValueError:
@@ -68,7 +71,8 @@ def read_model_input(path: Path, cfg: DataSettings, spec: dict, extra_features: 
                      ) -> tuple[pd.DataFrame, Summary]:
     """DATA read, cleaned (as far as `cfg` asks) and validated as training does, with the model's time
     column, target and features (plus `extra_features`); it must hold the model's L rows, at its frequency."""
-    columns = cfg.model_copy(update={"time_column": spec["time_column"], "target": spec["target"],
+    time_column = NO_TIME if spec["frequency"] == STEPS else spec["time_column"]
+    columns = cfg.model_copy(update={"time_column": time_column, "target": spec["target"],
                                      "features": tuple(dict.fromkeys([*spec["features"], *extra_features]))})
     raw = clean_table(read_table(Path(path), columns), columns)
     # validate_table's row minimum is the one training splits need; a forecast needs only L rows,

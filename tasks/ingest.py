@@ -18,7 +18,8 @@ import pandas as pd
 from prefect import task
 
 from tasks.errors import InputError, Problem
-from tasks.settings import DataSettings
+from tasks.settings import NO_TIME, DataSettings
+from tasks.times import STEPS, looks_like_time
 
 EXCEL_ZIP = {".xlsx", ".xlsm"}
 SUPPORTED = EXCEL_ZIP | {".xls", ".csv", ".parquet"}
@@ -28,6 +29,10 @@ MAX_UNCOMPRESSED_BYTES = 2**30
 # A DOCTYPE sits in an XML part's prolog, before the root element; Excel never writes one.
 PROLOG_BYTES = 4096
 TIME_NAMES = ("date", "time", "timestamp", "datetime", "period", "ds")
+# Names of id columns in long format (lower case, without spaces or underscores): several series stacked.
+ID_NAMES = ("id", "uniqueid", "series", "seriesid", "group", "groupid", "store", "storeid", "sensor", "sensorid",
+            "item", "itemid", "sku", "station", "stationid", "site", "siteid", "meter", "meterid", "device",
+            "deviceid", "location")
 HEADER_SEARCH_ROWS = 30  # how far down a sheet to look for a header the settings did not point at
 
 
@@ -43,6 +48,7 @@ class RawTable:
     digest: str  # sha256 of the file's bytes
     notes: tuple[str, ...] = field(default=())  # what was chosen or changed automatically
     row_unit: str = "Excel row"  # what the index counts: "Excel row", "line" (CSV) or "row" (Parquet)
+    numbered: bool = False  # no time column: `time_column` (STEPS) numbers the rows 0..n-1
 
 
 def file_digest(path: Path) -> str:
@@ -116,23 +122,25 @@ def _entities_refused(path: Path, part: str = "") -> InputError:
     )])
 
 
-def read_frame(path: Path, sheet: str | int | None, header_row: int) -> tuple[pd.DataFrame, str | None, str]:
-    """The table as pandas reads it, header on `header_row` (1-based); returns frame, sheet name, row unit."""
+def read_frame(path: Path, sheet: str | int | None, header_row: int | None) -> tuple[pd.DataFrame, str | None, str]:
+    """The table as pandas reads it, header on `header_row` (1-based; None: no header, data from row 1);
+    returns frame, sheet name, row unit."""
+    header, first = (None, 1) if header_row is None else (header_row - 1, header_row + 1)
     suffix = path.suffix.lower()
     # Only empty cells are missing: text such as "n/a" or "NULL" is reported as text, not taken as a blank.
     text_as_text = {"keep_default_na": False, "na_values": [""]}
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path, header=header_row - 1, skip_blank_lines=False, **text_as_text)
-            sheet_name, unit, first = None, "line", header_row + 1
+            frame = pd.read_csv(path, header=header, skip_blank_lines=False, **text_as_text)
+            sheet_name, unit = None, "line"
         elif suffix == ".parquet":
             frame, sheet_name, unit, first = pd.read_parquet(path), None, "row", 1
         else:
             # calamine (Rust) is several times faster than openpyxl and does not expand XML entities.
             with pd.ExcelFile(path, engine="calamine") as book:
                 sheet_name = _pick_sheet(book, sheet, path)
-                frame = pd.read_excel(book, sheet_name, header=header_row - 1, **text_as_text)
-            unit, first = "Excel row", header_row + 1
+                frame = pd.read_excel(book, sheet_name, header=header, **text_as_text)
+            unit = "Excel row"
     except InputError:
         raise
     except Exception as exc:  # every parser has its own exception types; all mean "cannot read"
@@ -149,9 +157,19 @@ def read_frame(path: Path, sheet: str | int | None, header_row: int) -> tuple[pd
             f"{path}: cannot be read as {suffix} ({type(exc).__name__}: {detail})",
             "check that the file opens in Excel, then save it again",
         )]) from exc
+    if header is None:
+        frame.columns = ["value"] if frame.shape[1] == 1 else [f"column_{i}" for i in range(1, frame.shape[1] + 1)]
     frame.columns = [str(c).strip() for c in frame.columns]
     frame.index = pd.RangeIndex(first, first + len(frame), name="row")
     return frame, sheet_name, unit
+
+
+def is_data_row(names: pd.Index) -> bool:
+    """A header row of numbers or dates (nothing else) is the first row of data in a sheet without a header."""
+    def data(name) -> bool:
+        return (not isinstance(name, str) or pd.notna(pd.to_numeric(name, errors="coerce"))
+                or looks_like_time(pd.Series([name])))
+    return len(names) > 0 and all(data(n) for n in names)
 
 
 def _pick_sheet(book: pd.ExcelFile, sheet: str | int | None, path: Path) -> str:
@@ -166,30 +184,97 @@ def _pick_sheet(book: pd.ExcelFile, sheet: str | int | None, path: Path) -> str:
     raise InputError([Problem(f"{path}: no sheet {sheet!r}; sheets present: {', '.join(names)}", "pass --sheet NAME")])
 
 
-def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[str, str, list[str]]:
-    """The time column and target: as configured, or the only plausible candidate; notes say which."""
+def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[str | None, str, list[str]]:
+    """The time column (None: row order is time) and target: as configured, or the only plausible
+    candidate; notes say which."""
     columns = list(frame.columns)
     notes: list[str] = []
-    missing = [c for c in (cfg.time_column, cfg.target, *cfg.features) if c is not None and c not in columns]
+    missing = [c for c in _named(cfg) if c not in columns]
     if missing:
         raise InputError([Problem(
             f"{where}: column {name!r} not found; columns present: {', '.join(columns)}",
             "check the spelling (--time-col, --target, data.features), or pass --sheet/--header-row "
             "if the table is elsewhere",
         ) for name in missing])
-    time_col = cfg.time_column or _only(
-        [c for c in columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
-        or [c for c in columns if c.lower() in TIME_NAMES],
-        "time column", "--time-col", columns, where,
-    )
-    numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c])]
+    candidates = ([c for c in columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
+                  or [c for c in columns if c.lower() in TIME_NAMES]
+                  or [c for c in columns if looks_like_time(frame[c])])
+    if cfg.time_column == NO_TIME or (cfg.time_column is None and not candidates):
+        time_col = None
+    else:
+        time_col = cfg.time_column or _only(candidates, "time column", "--time-col", columns, where)
+    numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c]) and not _id_name(c)]
     target = cfg.target or _only([c for c in numeric if c not in cfg.features], "target column", "--target",
                                  columns, where)
-    if not cfg.time_column:
+    if time_col is None:
+        why = "data.time_column=none" if cfg.time_column else f"no column holds dates or times ({', '.join(columns)})"
+        notes.append(f"no time column ({why}): row order is time, steps numbered 0 to {len(frame) - 1}; "
+                     "pass --time-col NAME if a column holds the times")
+    elif not cfg.time_column:
         notes.append(f"time column: {time_col!r} (auto-detected)")
     if not cfg.target:
         notes.append(f"target: {target!r} (the only numeric column)")
     return time_col, target, notes
+
+
+def _id_name(column: str) -> bool:
+    return column.lower().replace("_", "").replace(" ", "") in ID_NAMES
+
+
+def id_column(frame: pd.DataFrame, time_col: str | None, used: list[str]) -> str | None:
+    """The id column of a long-format sheet: named like one (store, sensor, GroupID), or holding text,
+    such that each timestamp recurs once per id (a notes or status column does not); None when there is
+    none (or no single one)."""
+    def text(cells: pd.Series) -> bool:
+        given = cells.dropna()
+        return (len(given) > 0 and given.map(lambda v: isinstance(v, str)).all()
+                and pd.to_numeric(given, errors="coerce").isna().all() and not looks_like_time(cells))
+
+    def stacks(column: str) -> bool:
+        if time_col is None or frame[column].nunique() == 1:
+            return True
+        pairs = frame[[column, time_col]].dropna()
+        return pairs[time_col].duplicated().any() and not pairs.duplicated().any()
+    free = [c for c in frame.columns if c not in used]
+    found = [c for c in free if _id_name(c) and stacks(c)] or [c for c in free if text(frame[c]) and time_col
+                                                               and stacks(c)]
+    return found[0] if len(found) == 1 else None
+
+
+def pick_series(frame: pd.DataFrame, cfg: DataSettings, time_col: str | None, used: list[str],
+                where: str) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of one series from a long-format sheet (`data.series`), with a note; the frame as it is
+    when there is no id column."""
+    column = id_column(frame, time_col, used)
+    if column is None:
+        if cfg.series is not None:
+            raise InputError([Problem(f"{where}: --series {cfg.series} given, but no id column found "
+                                      f"(columns present: {', '.join(frame.columns)})",
+                                      "leave out --series, or name the id column like 'id', 'store' or 'sensor'")])
+        return frame, []
+    ids = frame[column].dropna().map(shown_id)
+    distinct = list(dict.fromkeys(ids))
+    listed = ", ".join(distinct[:20]) + (f" and {len(distinct) - 20} more" if len(distinct) > 20 else "")
+    if cfg.series is None and len(distinct) == 1:
+        return frame, [f"id column {column!r} holds one series ({distinct[0]}); ignored"]
+    if cfg.series is None or cfg.series not in distinct:
+        asked = f"no series {cfg.series!r} in" if cfg.series is not None else f"{len(distinct)} series in"
+        raise InputError([Problem(f"{where}: {asked} id column {column!r} (long format): {listed}",
+                                  "pass --series ID to use one of them (training several series at once is not "
+                                  "supported yet)")])
+    rows = ids.index[ids == cfg.series]
+    return frame.loc[rows], [f"id column {column!r}: series {cfg.series} ({len(rows)} of {len(frame)} rows; "
+                             f"{len(distinct)} series in all: {listed})"]
+
+
+def shown_id(value) -> str:
+    """An id as the user types it after --series: 7, not 7.0."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+
+
+def _named(cfg: DataSettings) -> list[str]:
+    """The columns the settings name."""
+    return [c for c in (cfg.time_column, cfg.target, *cfg.features) if c not in (None, NO_TIME)]
 
 
 def _only(candidates: list[str], what: str, flag: str, columns: list[str], where: str) -> str:
@@ -214,7 +299,7 @@ def _head_rows(path: Path) -> dict[str | None, list[list[str]]]:
 def locate_header(path: Path, cfg: DataSettings) -> tuple[str | None, int] | None:
     """The (sheet, 1-based row) of the first row naming every configured column (or, when none is
     configured, a typical time column name), or None."""
-    wanted = {c for c in (cfg.time_column, cfg.target, *cfg.features) if c is not None}
+    wanted = set(_named(cfg))
     for sheet, rows in _head_rows(path).items():
         for number, cells in enumerate(rows, start=1):
             names = {str(c).strip() for c in cells} - {""}
@@ -288,6 +373,9 @@ def read_table(path: Path, cfg: DataSettings) -> RawTable:
     header_row = cfg.header_row or 1
     try:
         frame, sheet, unit = read_frame(path, cfg.sheet, header_row)
+        headerless = cfg.header_row is None and path.suffix.lower() != ".parquet" and is_data_row(frame.columns)
+        if headerless:
+            frame, sheet, unit = read_frame(path, sheet, None)
     except InputError as exc:
         # A title line above a CSV header makes the lines ragged, which pandas cannot parse.
         raise (path.suffix.lower() == ".csv" and _misplaced_header(path, cfg, None, header_row)) or exc from None
@@ -299,12 +387,22 @@ def read_table(path: Path, cfg: DataSettings) -> RawTable:
         time_col, target, notes = pick_columns(frame, cfg, where)
     except InputError as exc:
         raise _misplaced_header(path, cfg, sheet, header_row) or exc from None
+    frame, said = pick_series(frame, cfg, time_col, [c for c in (time_col, target, *cfg.features) if c], where)
+    notes += said
+    if headerless:
+        notes.insert(0, f"no header row ({unit} 1 holds data, not column names): columns named "
+                        f"{', '.join(frame.columns)}")
     if header_row > 1:
         notes.append(f"header on {unit} {header_row}; the {header_row - 1} row(s) above it are not read")
-    keep = [time_col, target, *cfg.features]
+    values = [target, *cfg.features]
     if path.suffix.lower() in EXCEL_ZIP:
-        frame = excel_cell_values(path, sheet, frame, keep)
-    return RawTable(frame[keep], sheet, time_col, target, tuple(cfg.features), file_digest(path), tuple(notes), unit)
+        frame = excel_cell_values(path, sheet, frame, values + [time_col] * (time_col is not None))
+    numbered = time_col is None
+    if numbered:
+        time_col = STEPS
+        frame = frame.assign(**{STEPS: range(len(frame))})
+    return RawTable(frame[[time_col, *values]], sheet, time_col, target, tuple(cfg.features), file_digest(path),
+                    tuple(notes), unit, numbered)
 
 
 def _content_key(context, parameters) -> str:

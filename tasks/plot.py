@@ -42,7 +42,8 @@ def _tiles(ax, index: pd.Index, forecast: np.ndarray, color, label: str) -> None
 def plot_forecast(actual: pd.Series, test_index: pd.DatetimeIndex, test_forecast: np.ndarray,
                   future: pd.DataFrame | None, title: str) -> Figure:
     """Test period: actual vs forecasts from every H-th origin (so they tile without overlap);
-    then, when given, the next H steps after the end of the data."""
+    then, when given, the next H steps after the end of the data. `test_index`: the times of the
+    test targets."""
     fig, ax = plt.subplots(figsize=(12, 4.5), layout="constrained")
     _actual(ax, actual, test_index[0], test_forecast.shape[1])
     _tiles(ax, test_index, test_forecast, "tab:blue", "test forecast (every H-th origin)")
@@ -82,12 +83,11 @@ def plot_losses(history: dict[str, list[float]]) -> Figure:
 
 def plot_forecasts(actual: pd.Series, forecasts: list[tuple[str, pd.Index, np.ndarray]], title: str,
                    marks: list[pd.Timestamp] = ()) -> Figure:
-    """Several forecasts over the actual series, each tiled from every H-th origin of its own index
-    (`label, index of its origins' first targets, forecasts [windows, H]`); `marks`: dashed lines (fold origins)."""
+    """Several forecasts over the actual series, each tiled from every H-th origin (`label, the times of its
+    test targets, forecasts [windows, H]`); `marks`: dashed lines (fold origins)."""
     fig, ax = plt.subplots(figsize=(12, 4.5), layout="constrained")
-    horizon = forecasts[0][2].shape[1]
-    _actual(ax, actual, min(index[0] for _, index, _ in forecasts), horizon,
-            max(index[-1] for _, index, _ in forecasts) + (actual.index[-1] - actual.index[-2]) * horizon)
+    _actual(ax, actual, min(index[0] for _, index, _ in forecasts), forecasts[0][2].shape[1],
+            max(index[-1] for _, index, _ in forecasts))
     for n, (label, index, forecast) in enumerate(forecasts):
         _tiles(ax, index, forecast, f"C{n % 9 + 1}", label)
     for mark in marks:
@@ -133,8 +133,9 @@ def plot_val_losses(curves: dict[str, list[float]], best: str | None) -> Figure:
 @task(cache_policy=NO_CACHE)
 def make_figures(series: pd.DataFrame, target: str, test_starts: range, test_forecast_units: np.ndarray,
                  future: pd.DataFrame | None, history: dict[str, list[float]], title: str) -> dict[str, Figure]:
+    # Targets of the test origins: from the first origin to the last origin's H-th step.
+    targets = series.index[test_starts.start:test_starts.stop - 1 + test_forecast_units.shape[1]]
     return {
-        "forecast.png": plot_forecast(series[target], series.index[test_starts.start:test_starts.stop],
-                                      test_forecast_units, future, title),
+        "forecast.png": plot_forecast(series[target], targets, test_forecast_units, future, title),
         "loss_curves.png": plot_losses(history),
     }

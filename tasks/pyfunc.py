@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.normalize import Scaler
 from tasks.schemas import ForecastFrame
 from tasks.settings import WindowSettings
+from tasks.times import STEPS
 
 
 def spec_scaler(spec: dict) -> Scaler:
@@ -39,7 +40,10 @@ def forecast_next(model, spec: dict, frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in (time_col, *scaler.columns) if c not in frame.columns]
     if missing:
         raise ValueError(f"input lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}")
-    frame = frame.assign(**{time_col: pd.to_datetime(frame[time_col])}).sort_values(time_col)
+    steps = spec["frequency"] == STEPS  # no time column: rows numbered, forecasts numbered after the last
+    if not steps:
+        frame = frame.assign(**{time_col: pd.to_datetime(frame[time_col])})
+    frame = frame.sort_values(time_col)
     if len(frame) < L:
         raise ValueError(f"the model needs the latest {L} rows; got {len(frame)}")
     window = frame.iloc[-L:]
@@ -47,7 +51,9 @@ def forecast_next(model, spec: dict, frame: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"the latest {L} rows have blank values; fill them first")
     x = scaler.transform(window)[None]  # [1, L, channels]
     y = predict_horizon(model, x, spec["mode"], H)[0]  # [H], normalized
-    times = pd.date_range(window[time_col].iloc[-1], periods=H + 1, freq=spec["frequency"])[1:]
+    last = window[time_col].iloc[-1]
+    times = (np.arange(last + 1, last + H + 1) if steps
+             else pd.date_range(last, periods=H + 1, freq=spec["frequency"])[1:])
     forecast = scaler.inverse_target(y)
     out = pd.DataFrame({"timestamp": times, "forecast": forecast})
     if "interval" in spec:  # models registered before intervals existed have none

@@ -6,6 +6,8 @@ that `validate` can turn each failure into a sentence.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -17,19 +19,23 @@ def _parses(convert):
     return lambda s: convert(s).notna() | s.isna()
 
 
-def raw_schema(time_column: str, value_columns: list[str]) -> pa.DataFrameSchema:
-    """The sheet as read: every non-blank time cell parses as a timestamp, every value cell as a number."""
-    to_time = _parses(lambda s: pd.to_datetime(s, errors="coerce", format="mixed"))
+def raw_schema(time_column: str | None, value_columns: list[str], to_time) -> pa.DataFrameSchema:
+    """The sheet as read: every non-blank time cell parses as a timestamp (`to_time`: the column's one
+    reading, tasks/times.py), every value cell as a number. `time_column` None: not judged here."""
     to_number = _parses(lambda s: pd.to_numeric(s, errors="coerce"))
+    time = {time_column: pa.Column(checks=pa.Check(_parses(to_time), name="parseable_time"), nullable=True)}
     return pa.DataFrameSchema(
-        {time_column: pa.Column(checks=pa.Check(to_time, name="parseable_time"), nullable=True)}
+        (time if time_column is not None else {})
         | {c: pa.Column(checks=pa.Check(to_number, name="numeric"), nullable=True) for c in value_columns},
         name="RawSheet",
     )
 
 
-def series_schema(time_column: str, target: str, features: list[str], step: pd.Timedelta | None) -> pa.DataFrameSchema:
-    """The typed series: unique, increasing, evenly spaced timestamps; finite values; a target that varies."""
+def series_schema(time_column: str | None, target: str, features: list[str], step: pd.Timedelta | None,
+                  numbered: bool = False) -> pa.DataFrameSchema:
+    """The typed series: unique, increasing, evenly spaced timestamps (or, `numbered`, the step numbers
+    0..n-1 that row order gives; None: a time column refused as a whole, not judged again); finite
+    values; a target that varies."""
     def spacing_ok(s: pd.Series) -> pd.Series:
         # Judged in time order, so that unsorted or repeated rows are reported once (as such) rather
         # than again as uneven spacing; and only once every timestamp is known. Positional, because
@@ -51,14 +57,14 @@ def series_schema(time_column: str, target: str, features: list[str], step: pd.T
         return len(finite) < 2 or finite.std() > 0  # too few numbers is reported as blanks or text
 
     finite = pa.Check(lambda s: np.isfinite(s) | s.isna(), name="finite")
+    time = pa.Column("int64", unique=True) if numbered else pa.Column(
+        "datetime64[ns]", nullable=False, unique=True, checks=[
+            pa.Check(not_backwards, name="increasing"),
+            pa.Check(spacing_ok, name="regular", ignore_na=False),
+        ])
     return pa.DataFrameSchema(
-        {
-            time_column: pa.Column("datetime64[ns]", nullable=False, unique=True, checks=[
-                pa.Check(not_backwards, name="increasing"),
-                pa.Check(spacing_ok, name="regular", ignore_na=False),
-            ]),
-            target: pa.Column(float, nullable=False, checks=[finite, pa.Check(varies, name="varies")]),
-        }
+        ({time_column: time} if time_column is not None else {})
+        | {target: pa.Column(float, nullable=False, checks=[finite, pa.Check(varies, name="varies")])}
         | {c: pa.Column(float, nullable=False, checks=[finite]) for c in features},
         name="CleanSeries",
     )
@@ -67,7 +73,7 @@ def series_schema(time_column: str, target: str, features: list[str], step: pd.T
 class ForecastFrame(pa.DataFrameModel):
     """What a forecast returns: the next H timestamps and values in the data's own units."""
 
-    timestamp: Series[pd.Timestamp]
+    timestamp: Series[Any]  # datetimes; step numbers when the series had no time column
     forecast: Series[float] = pa.Field(nullable=False)
 
     class Config:

@@ -2,13 +2,26 @@
 
 Val and test windows take their lookback (L rows) from the rows before them, so a split only has to
 hold its targets; rows after the test split are left unused.
+
+Fractions become row counts without ever overflowing the data: the fractional splits' boundaries are
+their cumulative fractions of n rounded down (floor(0.7n), floor(0.85n), floor(1.0n) = n), so together
+they take floor(sum × n) <= n rows, none is lost when the fractions add up to 1, and each split holds at
+least floor(fraction × n) rows, a count that never shrinks as n grows. Row counts are taken as given;
+with `split.scale_to_fit`, on fewer rows than they add up to, they act as their shares of that total.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from tasks.settings import Settings, SplitSettings
+import numpy as np
+
+from tasks.settings import SPLITS, Settings, SplitSettings
+
+# Float slack for products that are whole numbers on paper (0.15 * 1000 = 150.00000000000003 or 149.99999...).
+_SLACK = 1e-6
+MAX_ROWS = 10**9  # settings that need more rows than this are refused (a million-row sheet is already large)
 
 
 @dataclass(frozen=True)
@@ -24,25 +37,76 @@ class Bounds:
 
 
 def _count(value: float | int, n_rows: int) -> int:
-    return int(value) if value >= 1 else int(round(value * n_rows))
+    """Rows of one split-like setting on its own (the promotion holdout): a row count, or floor(fraction x n)."""
+    return int(value) if value >= 1 else int(value * n_rows + _SLACK)
+
+
+def split_sizes(n_rows: np.ndarray | int, cfg: SplitSettings) -> np.ndarray:
+    """Rows of train, val and test for each row count in `n_rows`: [len(n_rows), 3] (vectorised, so that
+    `required_rows` and the tests can look at every row count at once)."""
+    n = np.atleast_1d(np.asarray(n_rows, dtype=np.int64))[:, None]  # [counts, 1]
+    values = np.array([getattr(cfg, name) for name in SPLITS], dtype=float)
+    fraction = values < 1
+    sizes = np.where(fraction, _from_fractions(np.where(fraction, values, 0.0), n), values.astype(np.int64))
+    if cfg.scale_to_fit and not fraction.any():
+        # Fewer rows than the counts take: the counts' shares of their total, as fractions.
+        short = n[:, 0] < values.sum()
+        sizes[short] = _from_fractions(values / values.sum(), n[short])
+    return sizes
+
+
+def _from_fractions(fractions: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Rows of each fraction of n [counts, 1]: differences of floor(cumulative fraction x n), [counts, 3]."""
+    cumulative = np.floor(np.cumsum(fractions) * n + _SLACK).astype(np.int64)
+    return np.diff(cumulative, axis=1, prepend=0)
+
+
+def scaled_note(n_rows: int, cfg: SplitSettings) -> str | None:
+    """What `split.scale_to_fit` did to `n_rows` rows, if anything."""
+    counts = [getattr(cfg, name) for name in SPLITS]
+    if not cfg.scale_to_fit or min(counts) < 1 or n_rows >= sum(counts):
+        return None
+    sizes = split_sizes(n_rows, cfg)[0]
+    return (f"split: {n_rows} rows are fewer than the {int(sum(counts))} the split's row counts take "
+            f"({', '.join(f'{k} {int(v)}' for k, v in zip(SPLITS, counts))}); all three scaled down alike to "
+            f"{', '.join(f'{k} {v}' for k, v in zip(SPLITS, sizes))} (split.scale_to_fit)")
 
 
 def split_bounds(n_rows: int, cfg: SplitSettings) -> Bounds:
-    train = _count(cfg.train, n_rows)
-    val = _count(cfg.val, n_rows)
-    test = _count(cfg.test, n_rows)
-    return Bounds((0, train), (train, train + val), (train + val, train + val + test))
+    """The splits of `n_rows` rows; their targets end at or before the last row once n_rows >= required_rows."""
+    stops = np.cumsum(split_sizes(n_rows, cfg)[0])
+    starts = np.r_[0, stops[:-1]]
+    return Bounds(*((int(a), int(b)) for a, b in zip(starts, stops)))
+
+
+def fits(n_rows: np.ndarray, settings: Settings) -> np.ndarray:
+    """For each row count: do the splits fit in the data, each with at least one window?"""
+    sizes = split_sizes(n_rows, settings.split)
+    return (sizes.sum(axis=1) <= np.asarray(n_rows)) & (sizes >= np.array(settings.split_minimum())).all(axis=1)
 
 
 def required_rows(settings: Settings) -> int:
-    """Fewest rows that give every split at least one window (train also needs its own lookback)."""
-    L, H = settings.window.input_length, settings.window.horizon
-    minimum = {"train": L + H, "val": H, "test": H}
-    # Fixed counts are checked against these minimums by Settings; a fractional split of n rows holds
-    # round(f*n) rows, so search for the smallest n that satisfies all.
-    n = max(sum(int(v) for v in settings.split.model_dump().values() if v >= 1), 1)
-    while True:
-        bounds = split_bounds(n, settings.split)
-        if bounds.test[1] <= n and all(bounds.rows()[k] >= minimum[k] for k in minimum):
-            return n
-        n += 1
+    """Fewest rows from which on every row count gives every split a window and no split passes the end.
+
+    No search: each condition settles within a short, known range of row counts, checked all at once. A
+    fractional split f holds floor(f × n) or one row more, so it fails below (m - 1) / f rows and holds
+    from (m + 1) / f on (m: its minimum); the splits fit from the row count on where the unclaimed share
+    ceil((1 - sum of fractions) × n) covers the row counts, a count that never shrinks as n grows.
+    """
+    values = np.array([getattr(settings.split, name) for name in SPLITS], dtype=float)
+    if settings.split.scale_to_fit and (values >= 1).all():
+        values = values / values.sum()  # below their total, the counts act as these fractions
+    fraction = values < 1
+    fixed, unclaimed = values[~fraction].sum(), 1 - values[fraction].sum()
+    if fixed and unclaimed <= _SLACK:
+        raise ValueError("the fractions take every row and leave none for the row counts; lower the fractions, "
+                         "or give every split as a row count")
+    minimum = np.array(settings.split_minimum())[fraction]
+    lo = max([fixed, 1, *((minimum - 1) / values[fraction]), (fixed - 1) / unclaimed - 1 if fixed else 0])
+    hi = max([fixed, 1, *((minimum + 1) / values[fraction] + 1), (fixed + 1) / unclaimed + 1 if fixed else 0])
+    if hi > MAX_ROWS:
+        raise ValueError(f"these splits need over {MAX_ROWS:,} rows before every split holds a window; "
+                         "raise the smallest fraction, or give that split as a row count")
+    candidates = np.arange(max(int(lo) - 1, 1), math.ceil(hi) + 1)
+    failing = candidates[~fits(candidates, settings)]
+    return int(failing[-1]) + 1 if len(failing) else int(candidates[0])

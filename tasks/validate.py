@@ -11,14 +11,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.errors import InputError, Problem
+from tasks.errors import InputError, Problem, count, shown
 from tasks.ingest import RawTable
 from tasks.schemas import raw_schema, series_schema
 from tasks.settings import Settings
-from tasks.split import required_rows
+from tasks.split import required_rows, scaled_note
+from tasks.times import STEPS, TimeReading, read_times
 
 EXAMPLES = 5  # cells quoted per problem; the rest are counted
 
@@ -43,16 +44,17 @@ class Summary:
         try:
             return step_text(pd.Timedelta(self.step))
         except ValueError:  # a calendar frequency (months, years) has no fixed length
-            return self.step
+            return CALENDAR.get(self.step.split("-")[0], self.step)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
+        span = (f"steps {self.start} to {self.end} (row order)" if self.frequency == STEPS else
+                f"from {self.start} to {self.end}  every {self._step()} (frequency {self.frequency}), no gaps")
         lines = [
             f"{self.source}" + (f" [sheet {self.sheet}]" if self.sheet else ""),
-            f"  rows: {self.rows}  from {self.start} to {self.end}  every {self._step()} (frequency {self.frequency}), "
-            "no gaps",
+            f"  rows: {self.rows}  {span}",
             f"  time column: {self.time_column}  target: {self.target}"
             + (f"  features: {', '.join(self.features)}" if self.features else ""),
         ]
@@ -68,10 +70,36 @@ def infer_step(times: pd.Series) -> tuple[pd.Timedelta | None, str]:
     diffs = times.diff().dropna()
     if diffs.empty:
         return None, "unknown"
+    freq = freq or calendar_frequency(times)
     if freq and diffs.nunique() > 1:
         return None, freq  # a calendar frequency (months, years): regular, though its steps differ in length
     step = diffs.mode().iloc[0]
     return step, freq or pd.tseries.frequencies.to_offset(step).freqstr
+
+
+# Calendar frequencies, coarsest first (the first whose dates hold every timestamp is the series' own),
+# and their step as people say it.
+CALENDAR = {"YS": "year", "YE": "year", "QS": "quarter", "QE": "quarter", "MS": "month", "ME": "month",
+            "W": "week", "B": "business day"}
+
+
+def calendar_frequency(times: pd.Series) -> str | None:
+    """The calendar frequency of timestamps with missing steps (which pandas cannot infer): month
+    starts with a month missing are monthly with a gap, not unevenly spaced."""
+    first, last = times.iloc[0], times.iloc[-1]
+    for name in CALENDAR:
+        # Anchored on the first timestamp: weeks on its weekday, quarters and years on its month.
+        freq = {"W": f"W-{first:%a}", "B": "B", "MS": "MS", "ME": "ME"}.get(name, f"{name}-{first:%b}").upper()
+        grid = pd.date_range(first, last, freq=freq)
+        # Every timestamp on the grid, and most of the grid present (else a finer frequency is the step).
+        if len(grid) and grid[0] == first and times.isin(grid).all() and len(grid) < 2 * len(times):
+            return freq
+    return None
+
+
+def calendar_steps(times: pd.Series, freq: str) -> np.ndarray:
+    """Position of each timestamp on its calendar frequency's grid."""
+    return pd.date_range(times.iloc[0], times.iloc[-1], freq=freq).get_indexer(times)
 
 
 def rows_text(rows, unit: str) -> str:
@@ -86,11 +114,6 @@ def rows_text(rows, unit: str) -> str:
     shown = ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs[:EXAMPLES])
     more = sum(b - a + 1 for a, b in runs[EXAMPLES:])
     return f"{unit}{'s' if len(rows) > 1 else ''} {shown}" + (f" and {more} more" if more else "") if rows else ""
-
-
-def count(n: int, noun: str) -> str:
-    """'1 cell', '3 cells'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def step_text(step: pd.Timedelta) -> str:
@@ -113,7 +136,7 @@ def longest_run(rows) -> int:
 
 
 def _cells(cases: pd.DataFrame, unit: str) -> str:
-    quoted = [f"{v if isinstance(v, pd.Timestamp) else repr(v)}" + (f" ({unit} {int(r)})" if pd.notna(r) else "")
+    quoted = [shown(v) + (f" ({unit} {int(r)})" if pd.notna(r) else "")
               for v, r in zip(cases["failure_case"], cases["index"])][:EXAMPLES]
     more = f" and {len(cases) - EXAMPLES} more" if len(cases) > EXAMPLES else ""
     return ", ".join(quoted) + more
@@ -197,16 +220,52 @@ def _problems(errors: pa.errors.SchemaErrors, skip: set[tuple[str, int]], where:
     return problems
 
 
-def _gap_problems(times: pd.Series, step: pd.Timedelta | None, time_column: str, where: str,
-                  unit: str) -> tuple[list[Problem], set]:
-    """Missing timestamps, as one message with the longest gaps, instead of one per uneven row.
+# Daylight saving starts and ends on a Sunday night of these months (both hemispheres), at 01:00-03:59.
+DST_MONTHS, DST_HOURS = {3, 4, 9, 10, 11}, range(0, 4)
+
+
+def _dst_night(times: pd.Series) -> np.ndarray:
+    return (times.dt.dayofweek.eq(6) & times.dt.month.isin(DST_MONTHS) & times.dt.hour.isin(DST_HOURS)).to_numpy()
+
+
+def _daylight_saving(times: pd.Series, step: pd.Timedelta | None, time_column: str, where: str,
+                     unit: str) -> tuple[list[Problem], set, set]:
+    """Local clock time across daylight-saving changes: an hour repeated, or an hour missing, on a
+    Sunday night of spring or autumn. One message, pointing at data.time_zone; returns it, the rows
+    whose repeats or jumps it explains, and the timestamps after which its missing hour falls."""
+    if step is None or step > pd.Timedelta(hours=1) or times.isna().any():
+        return [], set(), set()
+    repeated = times[times.duplicated(keep=False) & _dst_night(times)]
+    ordered = times.drop_duplicates().sort_values()
+    after_gap = (ordered.diff() == step + pd.Timedelta(hours=1)).to_numpy() & _dst_night(ordered)
+    gap_before = ordered.shift(1)[after_gap]
+    if repeated.empty and gap_before.empty:
+        return [], set(), set()
+    said = [f"{stamp} twice ({rows_text(group.index, unit)})" for stamp, group in repeated.groupby(repeated)]
+    said += [f"the hour after {stamp} missing" for stamp in gap_before]
+    return [Problem(
+        f"{where}, column {time_column!r}: the times look like a local clock across daylight-saving changes: "
+        f"{'; '.join(said[:EXAMPLES])}",
+        "pass --set data.time_zone=ZONE (the zone of that clock, for example Europe/Berlin) to read them as "
+        "local time, converted to UTC",
+    )], {(time_column, int(r)) for r in [*repeated.index, *ordered.index[after_gap]]}, set(gap_before)
+
+
+def _gap_problems(times: pd.Series, step: pd.Timedelta | None, freq: str, time_column: str, where: str,
+                  unit: str, explained: set = frozenset()) -> tuple[list[Problem], set]:
+    """Missing timestamps, as one message with the longest gaps, instead of one per uneven row; steps
+    counted by length, or on the calendar (a missing month is one missing step).
 
     Judged in time order over distinct timestamps, and only when every timestamp is known."""
-    if step is None or times.isna().any():
+    calendar = CALENDAR.get(freq.split("-")[0]) if step is None else None
+    if (step is None and not calendar) or times.isna().any():
         return [], set()
     ordered = times.drop_duplicates().sort_values()
-    missing = (ordered.diff() / step - 1).to_numpy()
-    at = np.flatnonzero((missing >= 1) & (missing == np.round(missing)))
+    if calendar:
+        missing = np.r_[np.nan, np.diff(calendar_steps(ordered, freq)) - 1.0]
+    else:
+        missing = (ordered.diff() / step - 1).to_numpy()
+    at = np.flatnonzero((missing >= 1) & (missing == np.round(missing)) & ~ordered.shift(1).isin(explained).to_numpy())
     if not len(at):
         return [], set()
     gaps = sorted(zip(missing[at], ordered.index[at], ordered.iloc[at - 1]), key=lambda g: -g[0])
@@ -214,34 +273,46 @@ def _gap_problems(times: pd.Series, step: pd.Timedelta | None, time_column: str,
     longest = int(gaps[0][0])
     return [Problem(
         f"{where}, column {time_column!r}: {count(int(missing[at].sum()), 'missing timestamp')} in "
-        f"{count(len(at), 'gap')} (the step is {step_text(step)}): {examples}",
+        f"{count(len(at), 'gap')} (the step is {f'1 {calendar}' if calendar else step_text(step)}): {examples}",
+        # Filling inserts rows a fixed step apart, which calendar steps are not.
+        "add the missing rows" if calendar else
         f"add the missing rows, or pass --set data.fill_gaps={longest} to interpolate gaps of up to {longest} steps",
     )], {(time_column, int(row)) for _, row, _ in gaps if pd.notna(row)}
 
 
 def validate_table(raw: RawTable, settings: Settings, source: str) -> tuple[pd.DataFrame, Summary]:
-    """Typed series (DatetimeIndex; target, then features, as float) and its summary, or InputError."""
+    """Typed series (DatetimeIndex, or step numbers when row order is time; target, then features, as
+    float) and its summary, or InputError."""
     values = [raw.target, *raw.features]
     frame, unit, time = raw.frame, raw.row_unit, raw.time_column
     where = source + (f", sheet {raw.sheet!r}" if raw.sheet else "")
-    problems: list[Problem] = []
+    reading = TimeReading(frame[time]) if raw.numbered else read_times(frame[time], settings.data, unit)
+    # A column that cannot be read as time at all gets one message; its cells and order are not judged.
+    problems = [Problem(f"{where}, column {time!r}: {what}", todo) for what, todo in reading.refused]
+    judged_time = None if raw.numbered or reading.refused else time
     reported: set[tuple[str, int]] = set()
     try:
-        raw_schema(raw.time_column, values).validate(frame, lazy=True)
+        raw_schema(judged_time, values, lambda s: reading.times.loc[s.index]).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         problems += _problems(exc, set(), where, unit, time)
         reported = {(c, int(i)) for c, i in zip(exc.failure_cases["column"], exc.failure_cases["index"]) if pd.notna(i)}
 
-    typed = pd.DataFrame({raw.time_column: pd.to_datetime(frame[raw.time_column], errors="coerce", format="mixed")}
+    typed = pd.DataFrame({time: reading.times}
                          | {c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in values})
-    typed[raw.time_column] = typed[raw.time_column].astype("datetime64[ns]")
-    step, freq = infer_step(typed[time])
-    gap_problems, gap_rows = _gap_problems(typed[time], step, time, where, unit)
+    step, freq = (None, STEPS) if raw.numbered else infer_step(typed[time])
+    (dst, dst_rows, dst_gaps), (gap_problems, gap_rows) = ([], set(), set()), ([], set())
+    if judged_time is not None:
+        if not settings.data.time_zone:  # with a zone given, the changes are read, not reported
+            dst, dst_rows, dst_gaps = _daylight_saving(typed[time], step, time, where, unit)
+        gap_problems, gap_rows = _gap_problems(typed[time], step, freq, time, where, unit, dst_gaps)
     try:
-        series_schema(raw.time_column, raw.target, list(raw.features), step).validate(typed, lazy=True)
+        schema = series_schema(time if judged_time or raw.numbered else None, raw.target, list(raw.features), step,
+                               raw.numbered)
+        schema.validate(typed, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        problems += _problems(exc, reported | gap_rows, where, unit, time, step_text(step) if step is not None else "")
-    problems += gap_problems
+        problems += _problems(exc, reported | gap_rows | dst_rows, where, unit, time,
+                              step_text(step) if step is not None else "")
+    problems += gap_problems + dst
 
     needed = required_rows(settings)
     if len(typed) < needed:
@@ -252,15 +323,19 @@ def validate_table(raw: RawTable, settings: Settings, source: str) -> tuple[pd.D
     if problems:
         raise InputError(problems)
 
-    series = typed.set_index(raw.time_column)
+    series = typed.set_index(time)
+    scaled = scaled_note(len(series), settings.split)
     summary = Summary(
-        source=source, sheet=raw.sheet, time_column=raw.time_column, target=raw.target, features=raw.features,
+        source=source, sheet=raw.sheet, time_column=time, target=raw.target, features=raw.features,
         rows=len(series), start=str(series.index[0]), end=str(series.index[-1]), frequency=freq,
-        step=str(step) if step is not None else freq, notes=raw.notes,
+        step=str(step) if step is not None else freq, notes=raw.notes + reading.notes + ((scaled,) if scaled else ()),
     )
     return series, summary
 
 
 @task(cache_policy=NO_CACHE)
 def validate_data(raw: RawTable, settings: Settings, source: str) -> tuple[pd.DataFrame, Summary]:
-    return validate_table(raw, settings, source)
+    series, summary = validate_table(raw, settings, source)
+    for note in summary.notes:  # what was chosen or changed without being asked, in the run's log
+        get_run_logger().info(note)
+    return series, summary

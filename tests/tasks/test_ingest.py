@@ -132,3 +132,27 @@ def test_the_cache_key_follows_content_and_suffix_not_path(tmp_path, catalogue):
     key = {name: _content_key(None, {"path": path, "cfg": cfg})
            for name, path in [("csv", catalogue["valid_csv"]), ("copy", copy), ("renamed", catalogue["csv_renamed"])]}
     assert key["csv"] == key["copy"] != key["renamed"]
+
+
+def test_a_headerless_sheet_keeps_its_first_row_as_data_with_excel_row_numbers(tmp_path):
+    path = tmp_path / "bare.csv"
+    path.write_text("2016-07-01 00:00,1.5\n2016-07-01 01:00,2.5\n2016-07-01 02:00,3.5\n")
+    raw = read_table(path, DataSettings())
+    assert (raw.time_column, raw.target) == ("column_1", "column_2")
+    assert raw.frame.index[0] == 1 and raw.frame["column_2"].tolist() == [1.5, 2.5, 3.5]
+    assert raw.notes[0] == "no header row (line 1 holds data, not column names): columns named column_1, column_2"
+
+
+def test_a_text_column_is_an_id_column_only_when_each_timestamp_recurs_once_per_id(tmp_path):
+    times = pd.date_range("2020-01-01", periods=6, freq="h")
+    status = tmp_path / "status.csv"  # one series with a status column: not long format
+    pd.DataFrame({"date": times, "status": ["ok", "ok", "bad", "ok", "ok", "ok"], "y": range(6)}).to_csv(
+        status, index=False)
+    assert len(read_table(status, DataSettings()).frame) == 6
+    stacked = tmp_path / "stacked.csv"
+    pd.DataFrame({"date": [*times, *times], "region": ["north"] * 6 + ["south"] * 6, "y": range(12)}).to_csv(
+        stacked, index=False)
+    with pytest.raises(InputError) as err:
+        read_table(stacked, DataSettings())
+    assert "2 series in id column 'region' (long format): north, south; pass --series ID" in str(err.value)
+    assert read_table(stacked, DataSettings(series="south")).frame["y"].tolist() == list(range(6, 12))

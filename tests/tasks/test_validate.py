@@ -1,5 +1,6 @@
 import pandas as pd
 import pytest
+from pandas.tseries.frequencies import to_offset
 
 from tasks.errors import InputError
 from tasks.ingest import read_table
@@ -75,3 +76,16 @@ def test_rows_text_shows_runs_and_counts_the_rest():
     assert rows_text([5], "Excel row") == "Excel row 5"
     assert rows_text([3, 4, 5, 9], "line") == "lines 3-5, 9"
     assert rows_text([1, 3, 5, 7, 9, 11, 12, 13], "Excel row") == "Excel rows 1, 3, 5, 7, 9 and 3 more"
+
+
+@pytest.mark.parametrize("freq, step", [("MS", "1 month"), ("ME", "1 month"), ("QS-FEB", "1 quarter"),
+                                        ("B", "1 business day"), ("W-MON", "1 week")])
+def test_a_missing_calendar_step_is_one_gap_not_uneven_spacing(tmp_path, tiny_settings, freq, step):
+    times = pd.date_range("2001-01-01", periods=120, freq=freq)
+    path = tmp_path / "calendar.csv"
+    pd.DataFrame({"date": times, "OT": range(120)}).drop(index=[50]).to_csv(path, index=False)
+    problems = _problems(path, tiny_settings)
+    assert problems == [f"{path}, column 'date': 1 missing timestamp in 1 gap (the step is {step}): 1 after "
+                        f"{times[49]} (before line 52); add the missing rows"]
+    pd.DataFrame({"date": times, "OT": range(120)}).to_csv(path, index=False)
+    assert to_offset(_validate(path, tiny_settings)[1].frequency) == to_offset(freq)
