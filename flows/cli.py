@@ -7,13 +7,13 @@ import gc
 import logging
 import os
 import sys
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from flows import console, tempserver
 from tasks.errors import InputError
 
 # Quiet TensorFlow's C++ start-up chatter, and keep Prefect's temporary server from trying to send
@@ -44,6 +44,9 @@ def user_errors():
         for problem in exc.problems:
             typer.secho(f"error: {problem}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
+    except tempserver.ServerDidNotStart as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
     except Exception as exc:
         reason = _unreachable(exc)
         if reason is None:
@@ -104,34 +107,36 @@ def train(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: Tar
 
     with user_errors():
         settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row)], preset)
-        server = _start_prefect_server()
-        try:
-            from flows.train import train_flow  # TensorFlow, MLflow: ~10 s of imports, beside the server's start
-        finally:
-            server.join()
+        connect_prefect = tempserver.start()
+        with console.native_noise_filtered():
+            from flows.train import train_flow  # TensorFlow, MLflow: ~8 s of imports, beside the server's start
+
+        connect_prefect()
         result = train_flow(str(data), settings)
     typer.echo(f"run_id: {result.run_id}")
     typer.echo(f"model: {result.model_name} version {result.version}")
     typer.echo(f"test_mse: {result.metrics['test_mse']:.4f} (repeat {result.metrics['repeat_test_mse']:.4f}, "
                f"seasonal naive {result.metrics['seasonal_naive_test_mse']:.4f})")
+    for line in _run_summary(result, settings):
+        typer.echo(line)
     typer.echo(f"promotion: {result.promotion}")
 
 
-def _start_prefect_server() -> threading.Thread:
-    """With no PREFECT_API_URL, a flow's first call starts Prefect's temporary server and waits for it
-    (5-10 s). Started here, in the background, the wait overlaps the imports; `join` before the flow."""
-    from prefect.settings import PREFECT_API_URL
+def _run_summary(result, settings) -> list[str]:
+    """What the model is (did an epoch beat the weights training started from? the run's tag
+    `lstm_improved_on_start` says the same), and where the MLflow UI lists the run."""
+    from mlflow.tracking import MlflowClient
 
-    thread = threading.Thread(target=lambda: None)
-    if not PREFECT_API_URL.value():
-        # Imported here, not in the thread: an import holds the GIL, and would only delay the server's
-        # process, which then starts on the other core while this one imports TensorFlow.
-        from prefect.server.api.server import SubprocessASGIServer
+    from tasks.tracking.store import runs_page
 
-        # The instance the flow's client will find, already up.
-        thread = threading.Thread(target=SubprocessASGIServer().start, daemon=True)
-    thread.start()
-    return thread
+    run, m = MlflowClient().get_run(result.run_id), result.metrics
+    if run.data.tags.get("lstm_improved_on_start") == "true":
+        what = f"improved on the weights training started from (val_mse {m['val_mse']:.4f}, start {m['start_val_mse']:.4f})"
+    else:
+        what = f"no epoch beat the weights training started from (val {m['start_val_mse']:.4f})"
+        if settings.model.linear_skip and settings.window.mode == "direct" and settings.train.patience:
+            what += ": the model kept is the least-squares linear map of the window it started from"
+    return [f"lstm: {what}", f"runs: {runs_page(run.info.experiment_id)}"]
 
 
 @app.command()
@@ -148,8 +153,11 @@ def forecast(data: Data,
 
     with user_errors():
         settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row)])
-        from flows.forecast import forecast_flow
+        connect_prefect = tempserver.start()
+        with console.native_noise_filtered():
+            from flows.forecast import forecast_flow
 
+        connect_prefect()
         result = forecast_flow(str(data), model, str(out) if out else None, settings)
     typer.echo(f"model: {result.model}\nforecast: {result.table}  plot: {result.plot}\nrun_id: {result.run_id}")
     typer.echo(result.forecast.to_string(index=False))
@@ -172,7 +180,8 @@ def promote(data: Annotated[Optional[Path], typer.Argument(help="Data for the ga
     with user_errors():
         settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row)])
         name = settings.registry.model_name
-        from tasks import promote as gate
+        with console.native_noise_filtered():
+            from tasks import promote as gate
         from tasks.tracking import store
 
         store.connect()
@@ -189,8 +198,10 @@ def promote(data: Annotated[Optional[Path], typer.Argument(help="Data for the ga
         else:
             if data is None:
                 raise InputError([Problem("the gate needs DATA to score on", "lstm-pipeline promote DATA [--version N]")])
+            connect_prefect = tempserver.start()
             from flows.promote import promote_flow
 
+            connect_prefect()
             typer.echo(f"{name} {promote_flow(name, str(data), settings, version)}")
 
 
@@ -242,10 +253,13 @@ def _print_stack(s) -> None:
 
 
 @app.callback()
-def _use_running_stack() -> None:
-    """While the stack is up, flows started here use its servers (unless the variables are set already)."""
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the libraries' notices and warnings too")]
+           = False) -> None:
+    """Quiet the libraries' notices (flows/console.py) unless --verbose. While the stack is up, flows
+    started here use its servers (unless the variables are set already)."""
     from flows.stack import active_env
 
+    console.setup(verbose)
     for key, value in active_env().items():
         os.environ.setdefault(key, value)
 
