@@ -3,7 +3,7 @@
 With no `PREFECT_API_URL`, Prefect starts a server itself at a flow's first call: too late to overlap
 its 5-10 s start with the imports, and as a plain child process that a command killed by SIGKILL or
 `timeout` leaves running. Here the command starts this module as its server process before the imports
-(`start`), and waits for it before the first flow (`TemporaryServer.ready`). The server holds the read end
+(`start`), and waits for it before the first flow (the `connect` that `start` returns). The server holds the read end
 of a pipe whose only write end is the command's: when the command ends, however it ends, the operating
 system closes that end, the server reads end-of-file and shuts down. A pipe, rather than Linux's
 PR_SET_PDEATHSIG: it works on macOS and Windows too, and does not depend on which thread started the child.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -107,25 +108,26 @@ class TemporaryServer:
 def serve() -> None:
     """The server's side: bind a free port (no race with another process picking the same one), print it,
     serve Prefect's API until stdin reaches end-of-file."""
-    import uvicorn
-    from prefect.server.api.server import create_app
-
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    print(sock.getsockname()[1], flush=True)
+    print(sock.getsockname()[1], flush=True)  # first, so that the command never waits on the imports below
     os.dup2(2, 1)  # anything else the server prints goes to stderr: nobody reads the pipe past the port
-    # `ephemeral`: what Prefect's own temporary server runs (no UI, only the services a flow run needs).
-    server = uvicorn.Server(uvicorn.Config(create_app(ephemeral=True, final=True), log_level="error",
-                                           lifespan="on"))
 
     def exit_with_command() -> None:
         sys.stdin.buffer.read()  # returns when the command's end of the pipe closes
-        server.should_exit = True
+        # SIGTERM: uvicorn's graceful shut-down once it serves; before that, the default, an immediate exit.
+        os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(SHUTDOWN_GRACE)
-        os._exit(1)  # graceful shut-down hung
+        os._exit(1)  # the graceful shut-down hung
 
     threading.Thread(target=exit_with_command, daemon=True).start()
-    server.run(sockets=[sock])
+    import uvicorn
+    from prefect.server.api.server import create_app
+
+    # `ephemeral` (internal to Prefect; tests/flows/test_tempserver.py fails if it changes): what Prefect's
+    # own temporary server runs, no UI and only the services a flow run needs.
+    uvicorn.Server(uvicorn.Config(create_app(ephemeral=True, final=True), log_level="error", lifespan="on")).run(
+        sockets=[sock])
 
 
 if __name__ == "__main__":

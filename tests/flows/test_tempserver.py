@@ -118,6 +118,7 @@ def test_a_first_run_prints_no_library_noise_and_leaves_no_server(valid_workbook
     assert "run_id: " in text and "\nlstm: " in text
 
 
+@pytest.mark.slow
 def test_a_flow_runs_on_the_temporary_server_and_it_stops(monkeypatch):
     """The internals this module relies on (Prefect's `create_app(ephemeral=...)` and
     `refresh_global_settings_context`): a flow's client must talk to the server started here."""
