@@ -108,8 +108,8 @@ def train(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: Tar
     with user_errors():
         settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row)], preset)
         connect_prefect = tempserver.start()
-        with console.native_noise_filtered():
-            from flows.train import train_flow  # TensorFlow, MLflow: ~8 s of imports, beside the server's start
+        console.import_tensorflow()  # with MLflow below: ~8 s of imports, beside the server's start
+        from flows.train import train_flow
 
         connect_prefect()
         result = train_flow(str(data), settings)
@@ -154,8 +154,8 @@ def forecast(data: Data,
     with user_errors():
         settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row)])
         connect_prefect = tempserver.start()
-        with console.native_noise_filtered():
-            from flows.forecast import forecast_flow
+        console.import_tensorflow()
+        from flows.forecast import forecast_flow
 
         connect_prefect()
         result = forecast_flow(str(data), model, str(out) if out else None, settings)
@@ -180,8 +180,8 @@ def promote(data: Annotated[Optional[Path], typer.Argument(help="Data for the ga
     with user_errors():
         settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row)])
         name = settings.registry.model_name
-        with console.native_noise_filtered():
-            from tasks import promote as gate
+        console.import_tensorflow()
+        from tasks import promote as gate
         from tasks.tracking import store
 
         store.connect()

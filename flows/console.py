@@ -63,3 +63,10 @@ def native_noise_filtered() -> Iterator[None]:
                 if not NATIVE_NOISE.search(line):
                     sys.stderr.write(line)
             sys.stderr.flush()
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow now, its notices filtered: every command that trains or forecasts needs it, and
+    a module that imports it lazily (inside a task) would let them through."""
+    with native_noise_filtered():
+        import tensorflow  # noqa: F401
