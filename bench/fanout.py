@@ -115,7 +115,7 @@ def backtest(measure, cli, data: Path, env: dict) -> dict:
     return out
 
 
-def sweep_report(s: dict) -> str:
+def sweep_report(s: dict, measured: str) -> str:
     one, two, loop, peer = s["workers_1"], s["workers_2"], s["loop"], s.get("peer")
     r21, r2loop = two["seconds"] / one["seconds"], two["seconds"] / loop["seconds"]
     verdict = lambda ratio, limit: f"{ratio:.2f} (target ≤ {limit}: {'met' if ratio <= limit else 'NOT met'})"  # noqa: E731
@@ -124,6 +124,7 @@ def sweep_report(s: dict) -> str:
                 if peer else "| NeuralForecast `AutoLSTM`: not measured (no .venv-peer; `make bench` builds it) | | | | | |")
     lines = [
         "### Sweeps: 8 trials, four ways\n",
+        measured.rstrip() + "\n",
         f"The space {SMALL_SPACE} on ETTh1 (protocol split, H=24; each trial one epoch at batch 32, "
         f"{SMALL_STEPS} optimizer steps), 8 trials proposed by Optuna's seeded TPE: `lstm-pipeline sweep` on 1 and "
         "on 2 local Dask workers; a loop of `lstm-pipeline train` commands, one per trial of the 1-worker sweep; "
@@ -156,7 +157,7 @@ def sweep_report(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def backtest_report(b: dict) -> str:
+def backtest_report(b: dict, measured: str) -> str:
     one, two = b["workers_1"], b["workers_2"]
     rows = ["| fold origin (row) | model MSE | Repeat MSE | seasonal naive MSE |", "|---:|---:|---:|---:|"]
     rows += [f"| {f['origin']:,} | {f['test_mse']:.4f} | {f['repeat_test_mse']:.4f} | {f['seasonal_naive_test_mse']:.4f} |"
@@ -165,7 +166,7 @@ def backtest_report(b: dict) -> str:
     rows.append(f"| mean | {mean['test_mse']:.4f} | {mean['repeat_test_mse']:.4f} | {mean['seasonal_naive_test_mse']:.4f} |")
     ratio = two["seconds"] / one["seconds"]
     return ("### Backtest: ETTh1, default configuration, H=24, 4 folds of 2,880 rows ending at row 14,400\n\n"
-            "Each fold normalizes with its own train rows, so each fold's MSEs are on its own scale.\n\n"
+            + measured + "Each fold normalizes with its own train rows, so each fold's MSEs are on its own scale.\n\n"
             + "\n".join(rows) + f"\n\nWall time: {one['seconds']:.0f} s on 1 worker, {two['seconds']:.0f} s on 2; "
             f"ratio {ratio:.2f} (target ≤ {LIMITS['backtest_two_vs_one']}: "
             f"{'met' if ratio <= LIMITS['backtest_two_vs_one'] else 'NOT met'}).\n")

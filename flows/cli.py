@@ -7,13 +7,13 @@ import gc
 import logging
 import os
 import sys
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from flows import console, tempserver
 from tasks.errors import InputError, NothingFinished, Problem
 
 # Quiet TensorFlow's C++ start-up chatter, and keep Prefect's temporary server from trying to send
@@ -50,7 +50,7 @@ def user_errors():
     except KeyboardInterrupt:
         typer.secho("stopped (Ctrl-C); runs that had not finished are marked KILLED", err=True, fg=typer.colors.RED)
         raise typer.Exit(130) from None
-    except NothingFinished as exc:
+    except (NothingFinished, tempserver.ServerDidNotStart) as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
     except Exception as exc:
@@ -114,17 +114,19 @@ def train(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: Tar
 
     with user_errors():
         settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row, series)], preset)
-        server = _start_prefect_server()
-        try:
-            from flows.train import train_flow  # TensorFlow, MLflow: ~10 s of imports, beside the server's start
-        finally:
-            server.join()
+        connect_prefect = tempserver.start()
+        console.import_tensorflow()  # with MLflow below: ~8 s of imports, beside the server's start
+        from flows.train import train_flow
+
+        connect_prefect()
         result = train_flow(str(data), settings)
     typer.echo(f"run_id: {result.run_id}")
     typer.echo(f"model: {result.model_name} version {result.version}")
     typer.echo(f"test_mse: {result.metrics['test_mse']:.4f} (repeat {result.metrics['repeat_test_mse']:.4f}, "
                f"seasonal naive {result.metrics['seasonal_naive_test_mse']:.4f})")
     typer.echo(f"promotion: {result.promotion}")
+    for line in _run_summary(result, settings):
+        typer.echo(line)
 
 
 Config = Annotated[Optional[Path], typer.Option(help="YAML config file: the settings every fit starts from")]
@@ -150,7 +152,7 @@ def sweep(data: Data,
           fold_size: Annotated[Optional[int], typer.Option(min=1, help="Rows per fold (default: the test split's)")]
           = None,
           sheet: Sheet = None, time_col: TimeCol = None, target: Target = None, header_row: HeaderRow = None,
-          config: Config = None, set_: Sets = []) -> None:
+          series: SeriesId = None, config: Config = None, set_: Sets = []) -> None:
     """Many trainings at once on a Dask cluster: one MLflow child run per trial, chosen on val MSE."""
     from tasks.settings import load_settings
 
@@ -159,7 +161,7 @@ def sweep(data: Data,
             raise InputError([Problem(f"--register {register}: only 'best' is known", "--register best")])
         if objective not in ("val", "backtest"):
             raise InputError([Problem(f"--objective {objective}: use 'val' or 'backtest'", "--objective val")])
-        settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row)])
+        settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row, series)])
         from flows.fanout import check_store_shared, task_runner
 
         check_store_shared(dask_address)
@@ -183,14 +185,14 @@ def backtest(data: Data,
              = "every",
              workers: Workers = 2, dask_address: DaskAddress = None,
              sheet: Sheet = None, time_col: TimeCol = None, target: Target = None, header_row: HeaderRow = None,
-             config: Config = None, set_: Sets = []) -> None:
+             series: SeriesId = None, config: Config = None, set_: Sets = []) -> None:
     """Rolling-origin evaluation of one configuration: folds fitted side by side, one MLflow child run each."""
     from tasks.settings import load_settings
 
     with user_errors():
         if refit not in ("every", "once"):
             raise InputError([Problem(f"--refit {refit}: use 'every' or 'once'", "--refit every")])
-        settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row)])
+        settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row, series)])
         from flows.fanout import check_store_shared, task_runner
 
         check_store_shared(dask_address)
@@ -208,36 +210,28 @@ def _fanout_flow(module: str, name: str, runner):
     beside the imports; Dask's worker processes are given its address, as they cannot find it themselves."""
     import importlib
 
-    server = _start_prefect_server()
-    try:
-        flow = getattr(importlib.import_module(module), name)
-    finally:
-        server.join()
+    connect_prefect = tempserver.start()
+    console.import_tensorflow()
+    flow = getattr(importlib.import_module(module), name)
+    connect_prefect()  # sets PREFECT_API_URL, which the local cluster's worker processes inherit
     return flow.with_options(task_runner=runner)
 
 
-def _start_prefect_server() -> threading.Thread:
-    """With no PREFECT_API_URL, a flow's first call starts Prefect's temporary server and waits for it
-    (5-10 s). Started here, in the background, the wait overlaps the imports; `join` before the flow."""
-    from prefect.settings import PREFECT_API_URL
+def _run_summary(result, settings) -> list[str]:
+    """What the model is (did an epoch beat the weights training started from? the run's tag
+    `lstm_improved_on_start` says the same), and where the MLflow UI lists the run."""
+    from mlflow.tracking import MlflowClient
 
-    thread = threading.Thread(target=lambda: None)
-    if not PREFECT_API_URL.value():
-        # Imported here, not in the thread: an import holds the GIL, and would only delay the server's
-        # process, which then starts on the other core while this one imports TensorFlow.
-        from prefect.server.api.server import SubprocessASGIServer
+    from tasks.tracking.store import runs_page
 
-        # The instance the flow's client will find, already up.
-        server = SubprocessASGIServer()
-
-        def start():
-            server.start()
-            # Processes started from here on (Dask workers) report to this server.
-            os.environ["PREFECT_API_URL"] = server.api_url
-
-        thread = threading.Thread(target=start, daemon=True)
-    thread.start()
-    return thread
+    run, m = MlflowClient().get_run(result.run_id), result.metrics
+    if run.data.tags.get("lstm_improved_on_start") == "true":
+        what = f"improved on the weights training started from (val_mse {m['val_mse']:.4f}, start {m['start_val_mse']:.4f})"
+    else:
+        what = f"no epoch beat the weights training started from (val {m['start_val_mse']:.4f})"
+        if settings.model.linear_skip and settings.window.mode == "direct" and settings.train.patience:
+            what += ": the model kept is the least-squares linear map of the window it started from"
+    return [f"lstm: {what}", f"runs: {runs_page(run.info.experiment_id)}"]
 
 
 @app.command()
@@ -254,8 +248,11 @@ def forecast(data: Data,
 
     with user_errors():
         settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row, series)])
+        connect_prefect = tempserver.start()
+        console.import_tensorflow()
         from flows.forecast import forecast_flow
 
+        connect_prefect()
         result = forecast_flow(str(data), model, str(out) if out else None, settings)
     typer.echo(f"model: {result.model}\nforecast: {result.table}  plot: {result.plot}\nrun_id: {result.run_id}")
     typer.echo(result.forecast.to_string(index=False))
@@ -277,6 +274,7 @@ def promote(data: Annotated[Optional[Path], typer.Argument(help="Data for the ga
     with user_errors():
         settings = load_settings(config, [*set_, *_data_overrides(sheet, None, None, header_row, series)])
         name = settings.registry.model_name
+        console.import_tensorflow()
         from tasks import promote as gate
         from tasks.tracking import store
 
@@ -294,8 +292,10 @@ def promote(data: Annotated[Optional[Path], typer.Argument(help="Data for the ga
         else:
             if data is None:
                 raise InputError([Problem("the gate needs DATA to score on", "lstm-pipeline promote DATA [--version N]")])
+            connect_prefect = tempserver.start()
             from flows.promote import promote_flow
 
+            connect_prefect()
             typer.echo(f"{name} {promote_flow(name, str(data), settings, version)}")
 
 
@@ -347,10 +347,13 @@ def _print_stack(s) -> None:
 
 
 @app.callback()
-def _use_running_stack() -> None:
-    """While the stack is up, flows started here use its servers (unless the variables are set already)."""
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the libraries' notices and warnings too")]
+           = False) -> None:
+    """Quiet the libraries' notices (flows/console.py) unless --verbose. While the stack is up, flows
+    started here use its servers (unless the variables are set already)."""
     from flows.stack import active_env
 
+    console.setup(verbose)
     for key, value in active_env().items():
         os.environ.setdefault(key, value)
 

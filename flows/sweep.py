@@ -16,7 +16,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.fanout import Job, Progress, abandon, launch, next_done
-from flows.promote import promote_flow
+from flows.promote import run_gate
 from tasks.backtest import Outcome, log_backtest, plan_folds, summarize
 from tasks.errors import InputError, NothingFinished, Problem
 from tasks.fit import Prepared, prepare_data
@@ -232,6 +232,6 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
         return SweepResult(parent, name, table, best)
     model_uri = fits[best["run_id"]].model_uri if best["run_id"] in fits else runs.tag(best["run_id"], "model_uri")
     version = registry.register_version(model_uri, settings.registry.model_name, best["run_id"])
-    gate = promote_flow(settings.registry.model_name, data, trial_settings(settings, json.loads(best["values"])),
-                        version, prepared.series)
+    gate = run_gate(settings.registry.model_name, data, trial_settings(settings, json.loads(best["values"])),
+                    version, prepared.series)
     return SweepResult(parent, name, table, best, version, gate)

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.promote import promote_flow
+from flows.promote import run_gate
 from tasks.fit import fit_run, prepare_data
 from tasks.promote import GateResult
 from tasks.report import publish_report
@@ -48,5 +48,5 @@ def train_flow(data: str, settings: Settings = Settings()) -> TrainResult:
         fit = fit_run(prepared, settings, run_id, title=name)
         version = registry.register_version(fit.model_uri, settings.registry.model_name, run_id)
         publish_report(fit.metrics, run_id, settings.registry.model_name, version, name)
-    gate = promote_flow(settings.registry.model_name, data, settings, version, prepared.series)
+    gate = run_gate(settings.registry.model_name, data, settings, version, prepared.series)
     return TrainResult(run_id, settings.registry.model_name, version, fit.metrics, gate)

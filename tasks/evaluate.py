@@ -82,8 +82,9 @@ def interval_metrics(true_units: np.ndarray, pred_units: np.ndarray, halfwidth: 
 
 def evaluate_forecasts(values: np.ndarray, starts: range, y_pred: np.ndarray, scaler: Scaler,
                        train_target_units: np.ndarray, season: int, halfwidth: list[float] | None = None) -> dict[str, float]:
-    """The DESIGN.md metrics for the model, Repeat and seasonal naive on the same windows; with the
-    intervals' per-step half-widths (units), also their empirical coverage."""
+    """The test metrics a run records (README: "What a run records in MLflow") for the model, Repeat and
+    seasonal naive on the same windows; with the intervals' per-step half-widths (units), also their
+    empirical coverage."""
     horizon = y_pred.shape[1]
     y_true = target_windows(values, starts, horizon)  # [windows, H]
     scale = mase_scale(train_target_units, season)

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -65,19 +66,30 @@ def plot_future(actual: pd.Series, future: pd.DataFrame, title: str) -> Figure:
 
 
 def plot_losses(history: dict[str, list[float]]) -> Figure:
-    """Train and validation loss per epoch, the best validation epoch marked."""
+    """Train and validation loss per epoch, the best validation epoch marked, and the val loss of the
+    weights training started from (epoch 0), which the model keeps unless an epoch beats it."""
     fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     epochs = np.arange(1, len(history["loss"]) + 1)
-    ax.plot(epochs, history["loss"], label="loss (train)")
+    ax.plot(epochs, history["loss"], marker=".", label="loss (train)")
+    values = list(history["loss"])
     if "val_loss" in history:
-        # Epoch 0: the weights training started from, kept when no epoch beats them (tasks.train).
         start = history.get("val_loss_start", [])
         val, val_epochs = start + history["val_loss"], np.arange(1 - len(start), len(epochs) + 1)
-        ax.plot(val_epochs, val, label="val_loss")
+        ax.plot(val_epochs, val, marker=".", label="val_loss")
+        if start:
+            ax.axhline(start[0], color="gray", linestyle=":", label=f"val_loss of the start (epoch 0): {start[0]:.4g}")
         best = int(np.argmin(val))
-        ax.scatter([val_epochs[best]], [val[best]], color="tab:red", zorder=3, label=f"best epoch {val_epochs[best]}")
-    ax.set(xlabel="epoch", ylabel="loss (normalized)", yscale="log", title="Loss curves")
-    ax.legend()
+        ax.scatter([val_epochs[best]], [val[best]], color="tab:red", zorder=3,
+                   label=f"best val_loss: epoch {val_epochs[best]}" + (" (the start)" if val_epochs[best] == 0 else ""))
+        values += val
+    # Log scale only when the losses span a decade: within one, its few labelled ticks (4e-2, 6e-2)
+    # leave the curves unreadable.
+    spread = max(values) / max(min(values), 1e-12)
+    ax.set(xlabel="epoch", ylabel="loss (normalized)", yscale="log" if spread > 10 else "linear", title="Loss curves")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g") if spread > 10 else NullFormatter())
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize="small")
     return fig
 
 

@@ -72,7 +72,7 @@ class ModelSettings(_Section):
     bidirectional: bool = False
     dropout: float = 0.0
     # Each window is shifted by its own level before the LSTM and the level added back after it:
-    # the remedy for a test period whose level differs from training (see DESIGN.md).
+    # the known remedy for a test period whose level differs from training (as on ETTh1: BENCHMARKS.md).
     level: Literal["last", "mean", "none"] = "last"
     linear_skip: bool = True  # a linear map from the window to the horizon, added to the LSTM's output
 

@@ -49,6 +49,10 @@ def make_windows(values: np.ndarray, starts: range, cfg: WindowSettings, batch_s
         ds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).take(1).flat_map(
             lambda s: tf.data.Dataset.from_tensor_slices(
                 tf.random.experimental.stateless_shuffle(every, seed=tf.stack([s, 0]))).batch(batch_size, drop_remainder))
+        # flat_map hides the batch count; Keras, not knowing it, runs into the end of the data (and warns
+        # "Your input ran out of data") in every epoch that is not a whole number of steps_per_execution.
+        batches = len(starts) // batch_size if drop_remainder else -(-len(starts) // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 

@@ -58,10 +58,20 @@ def _prepare_sqlite(db: Path) -> None:
             con.execute("PRAGMA journal_mode=WAL")
 
 
+# MLflow 3's UI opens an experiment by its kind: GenAI ones on an overview of traces, model training on
+# the runs table. Without this tag it guesses, and guessed GenAI for ours (issue 14).
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def experiment_id(name: str) -> str:
+    """The experiment's id, created (with its kind) if it does not exist. An experiment without a kind, or
+    with one the UI only inferred, is given ours; a kind somebody chose is left alone."""
     client = MlflowClient()
     found = client.get_experiment_by_name(name)
     if found is not None:
+        kind = found.tags.get(KIND_TAG, "")
+        if not kind or kind.endswith("_inferred"):
+            client.set_experiment_tag(found.experiment_id, KIND_TAG, KIND)
         return found.experiment_id
     location = None
     uri = tracking_uri()
@@ -70,11 +80,20 @@ def experiment_id(name: str) -> str:
         # current directory of the process happens to be.
         location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags={KIND_TAG: KIND})
     except mlflow.exceptions.MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
         return client.get_experiment_by_name(name).experiment_id  # created by a training started at the same time
+
+
+def runs_page(experiment_id: str) -> str:
+    """The MLflow UI's table of the experiment's runs: on the tracking server, or where `make ui` serves the
+    local store. MLflow 3.17's UI opens every experiment in its GenAI mode (an overview of traces) unless
+    the address asks for `workflowType=machine_learning`; it does not read the experiment's kind for that."""
+    uri = tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 def unreachable(error: BaseException) -> str | None:

@@ -168,3 +168,20 @@ def test_bad_data_or_version_for_the_gate_is_input_error(versions, settings, cat
     with pytest.raises(InputError, match="no version 99"):
         promote_flow(NAME, str(valid_workbook), settings, "99")
     assert (champion(), registry.alias_run(NAME, CHALLENGER)) == before
+
+
+def test_cli_gate_on_data_keeps_a_worse_challenger(versions, valid_workbook, cli_env):
+    """`lstm-pipeline promote DATA --version N`, as a user runs it: a real process, the gate on DATA."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    force_champion(NAME, "1", "test setup")
+    done = subprocess.run([str(Path(sys.executable).with_name("lstm-pipeline")), "promote", str(valid_workbook),
+                           "--version", versions["worse"], "--set", f"registry.model_name={NAME}",
+                           "--set", "promotion.require_beat_repeat=false"],
+                          capture_output=True, text=True, timeout=600, env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert f"{NAME} version {versions['worse']} {KEPT}" in done.stdout
+    assert champion() == "1"
+    assert version_tags(versions["worse"])["promotion_decision"] == KEPT

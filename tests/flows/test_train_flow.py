@@ -1,5 +1,7 @@
 """The whole training flow on a real workbook, under a real (temporary) Prefect server and MLflow store."""
 
+import json
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -57,10 +59,15 @@ def test_registered_pyfunc_forecasts_next_h_values_in_raw_units(trained):
     assert list(out.columns[:2]) == ["timestamp", "forecast"] and len(out) == 6
     assert out["timestamp"].iloc[0] == frame["date"].iloc[-1] + pd.Timedelta(hours=1)
     assert out["timestamp"].diff().dropna().eq(pd.Timedelta(hours=1)).all()
-    # Raw units: OT in this excerpt is a temperature between about 0 and 50, not a z-score near 0.
-    recent = frame["OT"].tail(30)
-    assert abs(out["forecast"].mean() - recent.mean()) < 3 * recent.std() + 1
-    assert out["forecast"].between(frame["OT"].min() - 20, frame["OT"].max() + 20).all()
+    # Raw units, exactly: the model works on each window minus its last value (model.level=last), so
+    # inputs shifted by c degrees must give forecasts and intervals shifted by exactly c degrees. A
+    # forecast left on the normalized scale, or scaled back with the wrong statistics, moves by c / std.
+    recent = frame.tail(30)[["date", "OT"]]
+    warmer = model.predict(recent.assign(OT=recent["OT"] + 10.0))
+    for column in ("forecast", "lower", "upper"):
+        np.testing.assert_allclose(warmer[column] - out[column], 10.0, atol=1e-3)
+    # and near the data: the first step within a few degrees of the last value (37.9 here)
+    assert abs(out["forecast"].iloc[0] - recent["OT"].iloc[-1]) < 5
 
 
 def test_invalid_workbook_fails_the_run_and_registers_nothing(prefect_server, trained, catalogue):
@@ -74,3 +81,28 @@ def test_invalid_workbook_fails_the_run_and_registers_nothing(prefect_server, tr
     assert run.info.status == "FAILED"
     assert "validation_report.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
     assert len(client.search_model_versions(f"name='{settings.registry.model_name}'")) == versions_before
+
+
+def test_covariates_train_end_to_end_and_the_model_needs_them(prefect_server, valid_workbook):
+    """`data.features` (README, Configuration): extra input columns flow through validation, training,
+    the logged params and the registered model, which then forecasts only from frames that hold them."""
+    from tasks.settings import parse_settings
+
+    settings = parse_settings({
+        "data": {"target": "OT", "features": ["HUFL", "HULL"]}, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
+        "window": {"input_length": 24, "horizon": 6}, "model": {"layers": 1, "units": 8},
+        "train": {"epochs": 1, "batch_size": 32, "patience": 0},
+        "tracking": {"experiment": "features-test"}, "registry": {"model_name": "features-test-model"},
+        "promotion": {"require_beat_repeat": False},
+    })
+    result = train_flow(str(valid_workbook), settings)
+    run = MlflowClient().get_run(result.run_id)
+    assert run.data.params["data.features"] in ("['HUFL', 'HULL']", "('HUFL', 'HULL')")
+    schema = json.loads(run.inputs.dataset_inputs[0].dataset.schema)["mlflow_colspec"]
+    assert {"OT", "HUFL", "HULL"} <= {column["name"] for column in schema}
+    model = mlflow.pyfunc.load_model(f"models:/{result.model_name}/{result.version}")
+    frame = pd.read_excel(valid_workbook, engine="calamine").tail(24)
+    out = model.predict(frame[["date", "OT", "HUFL", "HULL"]])
+    assert len(out) == 6 and np.isfinite(out["forecast"]).all()
+    with pytest.raises(Exception, match="HUFL|HULL"):
+        model.predict(frame[["date", "OT"]])

@@ -69,3 +69,22 @@ def test_drop_remainder_keeps_only_full_batches():
     starts = origins((0, 40), cfg)  # 34 windows: 4 full batches of 7, 6 left out
     ds = make_windows(VALUES, starts, cfg, batch_size=7, shuffle_seed=1, drop_remainder=True)
     assert [len(x) for x, _ in ds] == [7, 7, 7, 7]
+
+
+def test_keras_knows_the_shuffled_batch_count_and_never_runs_out_of_data():
+    """flat_map hid the count: Keras warned "Your input ran out of data" in every run (issue 14)."""
+    import warnings
+
+    import keras
+
+    cfg = WindowSettings(input_length=5, horizon=2)
+    starts = origins((0, 40), cfg)  # 34 windows
+    for drop, batches in ((False, 5), (True, 4)):
+        assert int(make_windows(VALUES, starts, cfg, 7, shuffle_seed=1, drop_remainder=drop).cardinality()) == batches
+    model = keras.Sequential([keras.Input((5, 2)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    model.steps_per_execution = 4  # as fit_model runs: 5 batches are not a whole number of calls
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(make_windows(VALUES, starts, cfg, 7, shuffle_seed=1), epochs=2, verbose=0)
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
