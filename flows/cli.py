@@ -39,8 +39,7 @@ def user_errors():
     """InputError -> its problems on stderr and exit code 2. A tracking server that does not answer ->
     one line and exit code 1: not bad input, and worth trying again once the server is up. Neither
     shows a traceback, here or in Prefect's log of the failed task and flow."""
-    for name in ("prefect.flow_runs", "prefect.task_runs"):
-        logging.getLogger(name).addFilter(_NoTraceback())
+    console.explained_without_traceback()
     try:
         yield
     except InputError as exc:
@@ -54,28 +53,14 @@ def user_errors():
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
     except Exception as exc:
-        reason = _unreachable(exc)
+        from tasks.tracking.store import unreachable  # imports MLflow: only on the failure path
+
+        reason = unreachable(exc)
         if reason is None:
             raise
         typer.secho(f"error: {reason}; start it (or unset MLFLOW_TRACKING_URI to record runs in ./mlruns), "
                     "then run the command again", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
-
-
-def _unreachable(exc: BaseException) -> str | None:
-    from tasks.tracking.store import unreachable  # imports MLflow: only on the failure path
-
-    return unreachable(exc)
-
-
-class _NoTraceback(logging.Filter):
-    """Keeps Prefect's one-line log of a failure that `user_errors` explains, without its traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if error is not None and (isinstance(error, (InputError, NothingFinished, KeyboardInterrupt)) or _unreachable(error)):
-            record.exc_info = record.exc_text = None
-        return True
 
 
 def _data_overrides(sheet, time_col, target, header_row, series=None) -> list[str]:

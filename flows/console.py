@@ -41,6 +41,31 @@ def setup(verbose: bool) -> None:
     warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
 
 
+class _Explained(logging.Filter):
+    """Keeps Prefect's one-line log of a failure that the command explains itself (bad input, a fit
+    whose loss diverged, a tracking server that does not answer, Ctrl-C), without its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from tasks.errors import FitFailed, InputError, NothingFinished
+        from tasks.tracking.store import unreachable  # imports MLflow: only for a record with an error
+
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and (isinstance(error, (InputError, NothingFinished, FitFailed, KeyboardInterrupt))
+                                  or unreachable(error)):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def explained_without_traceback() -> None:
+    """In this process, Prefect logs the failures that the pipeline explains without a traceback."""
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(_Explained())
+
+
+def verbose() -> bool:
+    return _verbose
+
+
 @contextmanager
 def native_noise_filtered() -> Iterator[None]:
     """Around an import of TensorFlow: what C++ writes to the process's stderr (file descriptor 2) is

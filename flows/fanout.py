@@ -12,6 +12,7 @@ from typing import Any
 from prefect.futures import PrefectFuture, as_completed
 from prefect_dask import DaskTaskRunner
 
+from flows import console
 from tasks.errors import InputError, Problem
 from tasks.fit import FitResult, Prepared, fit_child
 from tasks.settings import Settings
@@ -28,7 +29,8 @@ def task_runner(workers: int, address: str | None) -> DaskTaskRunner:
     # the nanny says so for each, then stops it as it should: nothing for a user to act on.
     logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": ":0"})
+                                          "dashboard_address": ":0",
+                                          "preload": [] if console.verbose() else ["flows.quiet_worker"]})
 
 
 def check_store_shared(address: str | None) -> None:

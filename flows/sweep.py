@@ -213,7 +213,9 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
     print(f"MLflow run {parent} (sweep {name}" + (f", continued: {len(earlier)} trials done before)" if earlier else ")"))
     proposer = Proposer(space, settings.train.seed,
                         [(json.loads(r["values"]), r[OBJECTIVE]) for r in earlier if r["status"] == "FINISHED"])
-    wanted = (trials or proposer.size or DEFAULT_TRIALS) - len(earlier)
+    # --trials counts the sweep's finished trials, from before too; failed ones are tried again.
+    finished = sum(r["status"] == "FINISHED" for r in earlier)
+    wanted = trials - finished if trials else proposer.size if proposer.size is not None else DEFAULT_TRIALS - finished
     total = max(0, min(wanted, proposer.size) if proposer.size is not None else wanted)
     with runs.recorded(parent):
         rows, curves, fits = run_trials(proposer, total, workers, parent, name, prepared, settings, earlier,

@@ -46,3 +46,8 @@ def shown(value) -> str:
 class NothingFinished(RuntimeError):
     """Not one fit of a sweep or backtest finished: one line and exit code 1 (the parent run's table says
     why each failed)."""
+
+
+class FitFailed(RuntimeError):
+    """Training produced no usable model (its loss became NaN or infinite): that fit's run is FAILED, and a
+    sweep or backtest goes on without it."""

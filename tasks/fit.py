@@ -23,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.clean import clean_data
 from tasks.drift import profile
+from tasks.errors import FitFailed
 from tasks.evaluate import evaluate_forecasts, forecast_windows, season_length
 from tasks.ingest import read_workbook
 from tasks.intervals import conformal_halfwidths
@@ -70,10 +71,6 @@ def prepare_data(data: str, settings: Settings) -> Prepared:
     raw = clean_data(read_workbook(Path(data), settings.data), settings.data)
     series, summary = validate_data(raw, settings, data)
     return Prepared(series, summary, raw.digest, data)
-
-
-class FitFailed(RuntimeError):
-    """Training produced no usable model (the loss became NaN or infinite)."""
 
 
 def backup_dir(run_id: str) -> Path:
