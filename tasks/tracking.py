@@ -347,11 +347,28 @@ def close_stale_runs(experiment: str) -> list[str]:
         host, pid = run.data.tags.get("host"), run.data.tags.get("pid", "")
         if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid), run.info.start_time):
             continue
-        MlflowClient().set_tag(run.info.run_id, "failure", f"its process (pid {pid} on {host}) ended without "
-                                                            "finishing the run; marked KILLED by a later training")
-        MlflowClient().set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        kill_run(run.info.run_id, f"its process (pid {pid} on {host}) ended without finishing the run; "
+                                  "marked KILLED by a later training")
         stale.append(run.info.run_id)
     return stale
+
+
+def running_runs() -> list[tuple[str, dict[str, str]]]:
+    """(run id, tags) of every RUNNING run of the store, in every experiment."""
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments(max_results=50000)]
+    runs = client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000) if experiments else []
+    return [(run.info.run_id, run.data.tags) for run in runs]
+
+
+def kill_run(run_id: str, why: str) -> bool:
+    """Mark a run KILLED, with `why` in its `failure` tag, if it is still RUNNING (a run that ended
+    meanwhile keeps its status); returns whether it was marked."""
+    if MlflowClient().get_run(run_id).info.status != "RUNNING":
+        return False
+    MlflowClient().set_tag(run_id, "failure", why)
+    MlflowClient().set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+    return True
 
 
 def _alive(pid: int, run_start_ms: int) -> bool:
