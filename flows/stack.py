@@ -190,7 +190,11 @@ def _server_envs(stack: Stack, secrets: dict[str, str], stores: dict[str, str]) 
         credentials.write_private(config, "[mlflow]\ndefault_permission = READ\n"
                                           f"database_uri = {stores['mlflow_auth']}\n"
                                           f"admin_username = {credentials.MLFLOW_ADMIN}\n"
-                                          "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                                          "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                                          # Checking a password hash (scrypt) costs 0.1-0.2 s of CPU; without the cache, every
+                                          # request pays it (a model upload makes dozens). A changed password may
+                                          # go on working this long on the other worker.
+                                          "auth_cache_ttl_seconds = 60\n")
         mlflow |= {"MLFLOW_AUTH_CONFIG_PATH": str(config.resolve()),
                    "MLFLOW_AUTH_ADMIN_PASSWORD": secrets["mlflow_admin_password"],
                    "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets["flask_secret_key"]}
