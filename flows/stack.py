@@ -184,6 +184,13 @@ def _server_envs(stack: Stack, secrets: dict[str, str], stores: dict[str, str]) 
     if stack.host not in LOOPBACK:  # the UI, in a teammate's browser, calls the API at the public address
         prefect["PREFECT_UI_API_URL"] = f"http://{stack.public_host}:{stack.prefect_port}/api"
     mlflow = env | {"MLFLOW_BACKEND_STORE_URI": stores["mlflow"]}
+    if stack.host not in LOOPBACK:
+        from mlflow.server.security_utils import get_default_allowed_hosts
+
+        # MLflow answers only Host headers it knows (against DNS rebinding): loopback and private IPs by
+        # default; teammates reach it by this machine's name.
+        allowed = [*get_default_allowed_hosts(), stack.public_host, f"{stack.public_host}:*"]
+        mlflow["MLFLOW_SERVER_ALLOWED_HOSTS"] = ",".join(allowed)
     if stack.auth:
         prefect["PREFECT_SERVER_API_AUTH_STRING"] = secrets["prefect_auth_string"]
         config = stack.home / "mlflow-auth.ini"

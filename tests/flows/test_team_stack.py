@@ -70,6 +70,15 @@ def _prefect(team, method: str, path: str, **kwargs):
     return response.json()
 
 
+def _unscheduled(folder: Path) -> Path:
+    """prefect.yaml without its schedules: no 02:00 retrain on ETTh1 during a test."""
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    for deployment in spec["deployments"]:
+        deployment.pop("schedules", None)
+    (folder / "prefect.yaml").write_text(yaml.safe_dump(spec))
+    return folder / "prefect.yaml"
+
+
 @pytest.fixture(scope="module")
 def team(valid_workbook):
     """The team stack, started once for this module. Its folder is made with tempfile, not pytest's
@@ -79,15 +88,11 @@ def team(valid_workbook):
     folder.chmod(0o711)
     (folder / "station.xlsx").write_bytes(valid_workbook.read_bytes())
     (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    for deployment in spec["deployments"]:
-        deployment.pop("schedules", None)  # no 02:00 retrain on ETTh1 during a test
-    (folder / "prefect.yaml").write_text(yaml.safe_dump(spec))
     stack = stack_mod.Stack(folder / ".stack", _free_port(), _free_port(), folder / "mlruns", auth=True,
                             db="postgresql", db_port=_free_port(), heartbeat=30, dead_after=75)
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     try:
-        stack_mod.up(stack, folder / "prefect.yaml", project=ROOT)
+        stack_mod.up(stack, _unscheduled(folder), project=ROOT)
         yield stack
     finally:
         stack_mod.down(stack.home)
@@ -103,6 +108,33 @@ def test_a_non_loopback_host_without_auth_is_refused(tmp_path):
     assert done.returncode == 2
     assert "--host 0.0.0.0" in done.stderr and "--auth" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / ".stack").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_stack_for_other_machines_listens_on_all_interfaces_and_lets_in_only_with_credentials(tmp_path):
+    """--host 0.0.0.0 --auth (on SQLite): both servers on every interface; requests that name the
+    machine as teammates do (its name in the Host header, sent here over loopback) need the credentials."""
+    import psutil
+
+    stack = stack_mod.Stack(tmp_path / ".stack", _free_port(), _free_port(), tmp_path / "mlruns", host="0.0.0.0", auth=True)
+    stack_mod.up(stack, _unscheduled(tmp_path), project=ROOT)
+    try:
+        ports = {stack.prefect_port, stack.mlflow_port}
+        assert {c.laddr.ip for c in psutil.net_connections("tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr.port in ports} == {"0.0.0.0"}
+        env = _client_env(stack)
+        assert env["MLFLOW_TRACKING_URI"] == f"http://{stack.public_host}:{stack.mlflow_port}"
+        mlflow = (f"{stack.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1",
+                  (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]), stack.mlflow_port)
+        prefect = (f"{stack.prefect_api}/deployments/name/retrain/retrain",
+                   tuple(env["PREFECT_API_AUTH_STRING"].split(":", 1)), stack.prefect_port)
+        for url, auth, port in (mlflow, prefect):
+            headers = {"Host": f"{stack.public_host}:{port}"}
+            assert httpx.get(url, headers=headers, timeout=30).status_code == 401
+            assert httpx.get(url, headers=headers, auth=auth, timeout=30).status_code == 200
+    finally:
+        stack_mod.down(stack.home)
 
 
 def test_secrets_are_generated_once_and_private(tmp_path):
@@ -292,7 +324,7 @@ def test_down_stops_postgresql_and_up_again_finds_every_run_version_and_alias(te
     postmaster = team.pids["postgres"]
     stack_mod.down(team.home)
     assert not stack_mod._alive(postmaster) and not (team.home / "postgres" / "data" / "postmaster.pid").exists()
-    stack_mod.up(team, team.home.parent / "prefect.yaml", project=ROOT)
+    stack_mod.up(team, _unscheduled(team.home.parent), project=ROOT)
     client = _mlflow(team)
     after = {"runs": sorted(r.info.run_id for r in client.search_runs(list(experiments.values()))),
              "versions": sorted(v.version for v in client.search_model_versions(f"name='{MODEL}'")),
