@@ -181,26 +181,25 @@ def _server_envs(stack: Stack, secrets: dict[str, str], stores: dict[str, str]) 
     environment or 0600 files, never the command line, which every local user can read."""
     env = base_env(stack)
     prefect = env | ({"PREFECT_API_DATABASE_CONNECTION_URL": stores["prefect"]} if stores["prefect"] else {})
-    if stack.host not in LOOPBACK:  # the UI, in a teammate's browser, calls the API at the public address
-        prefect["PREFECT_UI_API_URL"] = f"http://{stack.public_host}:{stack.prefect_port}/api"
     mlflow = env | {"MLFLOW_BACKEND_STORE_URI": stores["mlflow"]}
     if stack.host not in LOOPBACK:
         from mlflow.server.security_utils import get_default_allowed_hosts
 
-        # MLflow answers only Host headers it knows (against DNS rebinding): loopback and private IPs by
-        # default; teammates reach it by this machine's name.
+        # The UI, in a teammate's browser, calls the API at this machine's name; MLflow answers only Host
+        # headers it knows (against DNS rebinding): loopback and private IPs by default, and this name.
+        prefect["PREFECT_UI_API_URL"] = f"http://{stack.public_host}:{stack.prefect_port}/api"
         allowed = [*get_default_allowed_hosts(), stack.public_host, f"{stack.public_host}:*"]
         mlflow["MLFLOW_SERVER_ALLOWED_HOSTS"] = ",".join(allowed)
     if stack.auth:
         prefect["PREFECT_SERVER_API_AUTH_STRING"] = secrets["prefect_auth_string"]
         config = stack.home / "mlflow-auth.ini"
+        # auth_cache_ttl_seconds: checking the password's scrypt hash costs 0.1-0.2 s of CPU, and without
+        # the cache every request pays it (a training makes well over a hundred). A changed password may
+        # go on working that long on the other worker.
         credentials.write_private(config, "[mlflow]\ndefault_permission = READ\n"
                                           f"database_uri = {stores['mlflow_auth']}\n"
                                           f"admin_username = {credentials.MLFLOW_ADMIN}\n"
                                           "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-                                          # Checking a password hash (scrypt) costs 0.1-0.2 s of CPU; without the cache, every
-                                          # request pays it (a model upload makes dozens). A changed password may
-                                          # go on working this long on the other worker.
                                           "auth_cache_ttl_seconds = 60\n")
         mlflow |= {"MLFLOW_AUTH_CONFIG_PATH": str(config.resolve()),
                    "MLFLOW_AUTH_ADMIN_PASSWORD": secrets["mlflow_admin_password"],
