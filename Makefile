@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 PEER    = .venv-peer/.installed
 
-.PHONY: run test test-quick install ui stack bench
+.PHONY: run test test-quick install ui stack bench postgresql
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(STAMP)
 run: $(STAMP)  ## train on the bundled ETTh1 workbook with the default settings
 	$(BIN)/lstm-pipeline train data/ETTh1.xlsx --target OT
 
-test: $(STAMP)  ## the full test suite (quick and slow paths), as CI runs it
+test: $(STAMP) postgresql  ## the full test suite (quick and slow paths), as CI runs it
 	$(BIN)/python -m pytest
 
 test-quick: $(STAMP)  ## unit tests only
@@ -29,6 +29,13 @@ ui: $(STAMP)  ## the MLflow UI on the local store
 
 stack: $(STAMP)  ## the local stack for scheduled retraining (stop it with: .venv/bin/lstm-pipeline stack down)
 	$(BIN)/lstm-pipeline stack up
+
+# PostgreSQL's server programs from Debian's packages, for `stack up --db postgresql` and its tests;
+# installed only when missing (sudo unless run as root).
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+postgresql:  ## PostgreSQL's server programs (initdb, pg_ctl), if missing
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; }
 
 $(PEER): bench/peer-requirements.txt  ## the bench's peer (NeuralForecast), apart from the product's packages
 	$(PYTHON) -m venv .venv-peer

@@ -91,7 +91,7 @@ def abandon(jobs: list[Job], why: str) -> None:
     """Mark the runs of fits that will not finish KILLED, with the reason. (The fits themselves end with
     the task runner: a local cluster is closed, and a remote one drops the work of a client that left.)"""
     for job in jobs:
-        runs.mark_killed(job.run_id, why)
+        runs.kill_run(job.run_id, why)
 
 
 class Progress:

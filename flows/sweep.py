@@ -185,7 +185,7 @@ def run_trials(proposer: Proposer, total: int, workers: int, parent: str, name: 
     except BaseException:
         abandon(jobs, "the sweep was stopped before this trial finished")
         for trial in {id(j.key[0]): j.key[0] for j in jobs if j.key[1] is not None}.values():
-            runs.mark_killed(trial.run_id, "the sweep was stopped before this trial finished")
+            runs.kill_run(trial.run_id, "the sweep was stopped before this trial finished")
         raise
     return rows, curves, fits
 

@@ -148,15 +148,28 @@ def close_stale_runs(experiment: str) -> list[str]:
         host, pid = run.data.tags.get("host"), run.data.tags.get("pid", "")
         if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid), run.info.start_time):
             continue
-        mark_killed(run.info.run_id, f"its process (pid {pid} on {host}) ended without finishing the run; "
+        kill_run(run.info.run_id, f"its process (pid {pid} on {host}) ended without finishing the run; "
                                      "marked KILLED by a later training")
         stale.append(run.info.run_id)
     return stale
 
 
-def mark_killed(run_id: str, why: str) -> None:
+def running_runs() -> list[tuple[str, dict[str, str]]]:
+    """(run id, tags) of every RUNNING run of the store, in every experiment."""
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments(max_results=50000)]
+    found = client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000) if experiments else []
+    return [(run.info.run_id, run.data.tags) for run in found]
+
+
+def kill_run(run_id: str, why: str) -> bool:
+    """Mark a run KILLED, with `why` in its `failure` tag, if it is still RUNNING (a run that ended
+    meanwhile keeps its status); returns whether it was marked."""
+    if MlflowClient().get_run(run_id).info.status != "RUNNING":
+        return False
     MlflowClient().set_tag(run_id, "failure", why)
     MlflowClient().set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+    return True
 
 
 def fail_run_if_running(run_id: str, why: str) -> None:
@@ -215,7 +228,7 @@ def recorded(run_id: str):
     try:
         yield
     except KeyboardInterrupt:
-        mark_killed(run_id, "stopped by the user (Ctrl-C)")
+        kill_run(run_id, "stopped by the user (Ctrl-C)")
         raise
     except BaseException as exc:
         fail_run(run_id, exc)

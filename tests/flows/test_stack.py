@@ -105,7 +105,7 @@ def _logs(stack, flow_run_id: str, waiting_for: str = "", timeout: float = 30) -
 
 def test_status_lists_what_up_started(running):
     names = {name: alive for name, _, alive in stack_mod.status(running.home)}
-    assert names == {"prefect-server": True, "mlflow-server": True, "worker": True}
+    assert names == {"prefect-server": True, "mlflow-server": True, "worker": True, "reaper": True}
     assert stack_mod.active_env(running.home) == running.env()
 
 
