@@ -188,26 +188,27 @@ def test_everything_runs_and_listens_on_loopback_only(team):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_a_dask_worker_given_client_env_reaches_the_authenticated_mlflow(team):
-    """A real `dask scheduler` and `dask worker`; the worker's only way to the store is the MLflow server."""
-    from distributed import Client
+def test_a_sweep_on_a_dask_scheduler_and_two_workers_that_reach_only_the_authenticated_servers(team):
+    """A real `dask scheduler` and two `dask worker` processes given only `client.env`: their only way to
+    the tracking store is the authenticated MLflow server, and to Prefect its authenticated API."""
+    from servers import DaskCluster
 
-    env, port = _client_env(team), _free_port()
-    processes = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                   "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    processes.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
-                                       "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    cluster = DaskCluster(team.home.parent, workers=2, env=_client_env(team))
     try:
-        from tasks.tracking import store
-
-        with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
-            client.wait_for_workers(1, timeout=60)
-            experiment_id = client.submit(store.experiment_id, "team-dask-probe", pure=False).result(timeout=120)
-        assert _mlflow(team).get_experiment_by_name("team-dask-probe").experiment_id == experiment_id
+        space = team.home.parent / "space.yaml"
+        space.write_text("model.units: [4, 8]\n")
+        done = _cli(team, "sweep", "station.xlsx", "--space", str(space), "--dask-address", cluster.address,
+                    "--name", "team-sweep", "--config", "tiny.yaml", "--set", "tracking.experiment=team-sweep")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert any(cluster.run(lambda: "tasks.fit" in sys.modules).values())  # the workers fitted
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
+        cluster.stop()
+    client = _mlflow(team)
+    parent = client.search_runs([client.get_experiment_by_name("team-sweep").experiment_id],
+                                "tags.sweep_name = 'team-sweep'")[0]
+    trials = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted((r.info.run_name, r.info.status) for r in trials) == [("u4", "FINISHED"), ("u8", "FINISHED")]
+    assert parent.info.status == "FINISHED" and "trials.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
 def _timed_concurrently(commands: list[list[str]], team) -> tuple[float, list[subprocess.CompletedProcess]]:
