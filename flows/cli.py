@@ -147,10 +147,7 @@ def sweep(data: Data,
         if objective not in ("val", "backtest"):
             raise InputError([Problem(f"--objective {objective}: use 'val' or 'backtest'", "--objective val")])
         settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row, series)])
-        from flows.fanout import check_store_shared, task_runner
-
-        check_store_shared(dask_address)
-        flow = _fanout_flow("flows.sweep", "sweep_flow", task_runner(workers, dask_address))
+        flow = _fanout_flow("flows.sweep", "sweep_flow", workers, dask_address)
         result = flow(str(data), str(space), settings, trials, workers, name, register == "best", objective, folds,
                       fold_size)
     best = result.best
@@ -178,10 +175,7 @@ def backtest(data: Data,
         if refit not in ("every", "once"):
             raise InputError([Problem(f"--refit {refit}: use 'every' or 'once'", "--refit every")])
         settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row, series)])
-        from flows.fanout import check_store_shared, task_runner
-
-        check_store_shared(dask_address)
-        flow = _fanout_flow("flows.backtest", "backtest_flow", task_runner(workers, dask_address))
+        flow = _fanout_flow("flows.backtest", "backtest_flow", workers, dask_address)
         result = flow(str(data), settings, folds, fold_size, refit, workers)
     s = result.scores
     typer.echo(f"run_id: {result.run_id}\nbacktest_mse: {s['backtest_mse']:.4f} ± {s['backtest_mse_std']:.4f} over "
@@ -190,16 +184,20 @@ def backtest(data: Data,
     typer.echo(result.table[["fold", "origin", "test_mse", "repeat_test_mse", "status"]].to_string(index=False))
 
 
-def _fanout_flow(module: str, name: str, runner):
-    """The flow, on `runner`, after Prefect's temporary server (when no server is configured) has started
-    beside the imports; Dask's worker processes are given its address, as they cannot find it themselves."""
+def _fanout_flow(module: str, name: str, workers: int, dask_address: str | None):
+    """The flow on its Dask task runner (a local cluster of `workers`, or the one at `dask_address`), with
+    Prefect's temporary server (when no server is configured) started beside the imports; the local
+    cluster's worker processes are given its address, as they cannot find it themselves."""
     import importlib
 
     connect_prefect = tempserver.start()
     console.import_tensorflow()
+    from flows.fanout import check_store_shared, task_runner
+
+    check_store_shared(dask_address)
     flow = getattr(importlib.import_module(module), name)
     connect_prefect()  # sets PREFECT_API_URL, which the local cluster's worker processes inherit
-    return flow.with_options(task_runner=runner)
+    return flow.with_options(task_runner=task_runner(workers, dask_address))
 
 
 def _run_summary(result, settings) -> list[str]:

@@ -83,6 +83,16 @@ def solve_linear_skip(model: keras.Model, windows: tf.data.Dataset) -> None:
     model.get_layer("linear").set_weights([w[:L].astype(np.float32), w[L].astype(np.float32)])
 
 
+class StopOnNaN(keras.callbacks.Callback):
+    """Ends a fit whose loss is no longer finite (tasks.fit reports it); Keras' TerminateOnNaN does the
+    same but prints to stdout, where the command's results go."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.model.stop_training = True
+
+
 class EarlyStoppingFromStart(keras.callbacks.EarlyStopping):
     """Early stopping on val_loss that counts the starting weights as a candidate: when no epoch beats
     their val_loss, training ends with them (a least-squares start is often hard to beat)."""
@@ -117,7 +127,7 @@ def fit_model(values: np.ndarray, bounds: Bounds, settings: Settings, callbacks:
     # spare Keras' per-step Python work (~1 ms), a quarter of a small LSTM's step (the seed preset).
     model.jit_compile, model.steps_per_execution = t.jit_compile, STEPS_PER_CALL
     start_loss = float(model.evaluate(val, verbose=0))
-    cbs = [*callbacks, keras.callbacks.TerminateOnNaN()]  # a diverged fit stops at once; tasks.fit reports it
+    cbs = [*callbacks, StopOnNaN()]
     if t.patience:
         cbs.append(EarlyStoppingFromStart(start_loss, t.patience))
     if backup_dir is not None:
