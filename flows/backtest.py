@@ -30,7 +30,8 @@ def run_every(plan: list[Fold], parent: str, data: Prepared, settings: Settings)
     """A model per fold, each fitted on the rows before its origin (the fold is given no later rows)."""
     index, progress, outcomes, jobs = data.series.index, Progress(len(plan)), [], []
     try:
-        for fold in plan:
+        # Latest fold first: it trains on the most rows, and the shorter ones then fill the other workers.
+        for fold in reversed(plan):
             jobs.append(launch(fold, f"fold-{fold.number}", parent, settings.tracking.experiment,
                                {"run_type": "fold", "fold": str(fold.number)}, data.head(fold.bounds.test[1]), settings,
                                params=fold.params(index), bounds=fold.bounds, log_model=False))

@@ -117,7 +117,8 @@ def start_trial(trial: Trial, parent: str, sweep: str, data: Prepared, backtest:
     trial.folds = len(plan)
     return [launch((trial, fold), f"{trial.name}-fold-{fold.number}", trial.run_id, experiment,
                    {"run_type": "fold", "fold": str(fold.number)}, data.head(fold.bounds.test[1]), trial.settings,
-                   params=fold.params(data.series.index), bounds=fold.bounds, log_model=False) for fold in plan]
+                   params=fold.params(data.series.index), bounds=fold.bounds, log_model=False)
+            for fold in reversed(plan)]  # the longest fit first, as a backtest submits them
 
 
 def finish_trial(trial: Trial, data: Prepared) -> tuple[dict | None, str | None]:
