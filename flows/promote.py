@@ -6,6 +6,7 @@ from prefect import flow
 
 import pandas as pd
 
+from tasks.errors import InputError
 from tasks.promote import GateResult, gate_candidates, needed_columns, promote_model, read_gate_data, score_gate
 from tasks.tracking import store
 from tasks.settings import Settings
@@ -15,13 +16,19 @@ from tasks.settings import Settings
 def promote_flow(model_name: str, data: str, settings: Settings = Settings(), version: str | None = None,
                  series: pd.DataFrame | None = None) -> GateResult:
     """Score the challenger (`version`, else the `challenger` alias) and the champion on the same newest
-    windows of `data`; `champion` moves only if the challenger wins (tasks/promote.py says how). `series`:
+    windows of `data`; `champion` moves only if the challenger wins, and two models that cannot be compared
+    leave the challenger where it is (tasks/promote.py says how). `series`:
     the data already read and validated (training's), used when it holds every column both models read."""
     store.connect()
     challenger, champion = gate_candidates(model_name, version)
     if series is None or not set(needed_columns(challenger, champion)) <= set(series.columns):
-        series = read_gate_data(data, settings, challenger, champion)
-    scores = score_gate(series, challenger, champion, settings)
-    result = promote_model(model_name, challenger, champion, scores, settings.promotion, data)
+        try:
+            series = read_gate_data(data, settings, challenger, champion)
+        except InputError:
+            if series is None:
+                raise
+            # DATA lacks a column the champion reads: the gate on training's frame says `not_compared`.
+    verdict = score_gate(series, challenger, champion, settings)
+    result = promote_model(model_name, challenger, champion, verdict, series, settings, data)
     print(f"{model_name} {result}")
     return result
