@@ -134,19 +134,18 @@ def _record(name: str, alias: str, action: str, version: str | None, previous: s
     MlflowClient().set_registered_model_tag(name, key, json.dumps(asdict(change)))
 
 
-def change_alias(name: str, alias: str, version: str | None, reason: str, action: str = SET,
-                 tags: dict[str, str] | None = None) -> bool:
+def change_alias(name: str, alias: str, version: str | None, reason: str, action: str = SET) -> None:
     """Point `alias` at `version` (None: drop it) and add the change to the audit history; who, when and why
-    also go on the version's tags (`{alias}_by`, `{alias}_at`, `{alias}_reason`, plus `tags`). Call it
-    holding `locks.registry_lock(name)`. Returns False when there was nothing to change: so a retried task
-    neither moves nor records twice, and completes the record of a change whose first try stopped after
-    moving the alias."""
+    also go on the version's tags (`{alias}_by`, `{alias}_at`, `{alias}_reason`). Call it
+    holding `locks.registry_lock(name)`. With nothing to change it does nothing, so a retried task neither
+    moves nor records twice; and it completes the record of a change whose first try stopped after moving
+    the alias."""
     changes = history(name)
     held = alias_run(name, alias)
     holder = held[0] if held else None
     recorded = next((c.version for c in reversed(changes) if c.alias == alias), None)
     if holder == version and recorded == version:
-        return False
+        return
     client = MlflowClient()
     if holder != version:
         if version is None:
@@ -155,12 +154,10 @@ def change_alias(name: str, alias: str, version: str | None, reason: str, action
             client.set_registered_model_alias(name, alias, version)
     if version is not None:
         when = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
-        set_version_tags(name, version, {f"{alias}_by": actor(), f"{alias}_at": when, f"{alias}_reason": reason,
-                                         **(tags or {})})
+        set_version_tags(name, version, {f"{alias}_by": actor(), f"{alias}_at": when, f"{alias}_reason": reason})
     previous = holder if holder != version else recorded
     _record(name, alias, DROP if version is None else action, version, previous, reason,
             max((c.seq for c in changes), default=0) + 1)
-    return True
 
 
 def alias_trail(changes: list[Change], alias: str) -> list[str]:

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.promote import promote_flow
+from flows.retrain import retrain_flow
 from prefect import flow
 from flows.train import train_flow
 from tasks.tracking import models, registry, runs
@@ -210,11 +211,15 @@ def test_a_champion_replaced_while_the_gate_scored_is_met_again(versions, settin
     assert version_tags("1")["gate_champion_version"] == versions["same"]
 
 
+# A tiny model of NAME with another horizon (12) than version 1's (6).
+HORIZON_12 = ["data.target=OT", "split.train=0.6", "split.val=0.2", "split.test=0.2", "window.input_length=24",
+              "window.horizon=12", "model.layers=1", "model.units=4", "train.epochs=1", "train.patience=0",
+              f"registry.model_name={NAME}"]
+
+
 def test_training_another_horizon_than_the_champion_exits_0_and_is_not_compared(versions, valid_workbook):
     force_champion(NAME, "1", "test setup")
-    sets = ["data.target=OT", "split.train=0.6", "split.val=0.2", "split.test=0.2", "window.input_length=24",
-            "window.horizon=12", "model.layers=1", "model.units=4", "train.epochs=1", "train.patience=0",
-            "tracking.experiment=gate-test", f"registry.model_name={NAME}"]
+    sets = [*HORIZON_12, "tracking.experiment=gate-test"]
     done = CliRunner().invoke(app, ["train", str(valid_workbook), *[a for s in sets for a in ("--set", s)]])
     assert done.exit_code == 0, done.output
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
@@ -224,6 +229,17 @@ def test_training_another_horizon_than_the_champion_exits_0_and_is_not_compared(
     tags = version_tags(version)
     assert tags["promotion_decision"] == NOT_COMPARED and "horizon: 6 vs 12" in tags["promotion_reason"]
     assert champion() == "1" and registry.alias_run(NAME, CHALLENGER)[0] == version
+
+
+def test_a_retrain_whose_gate_cannot_compare_completes(versions, valid_workbook, tmp_path):
+    """Completed is what the `forecast` deployment's trigger waits for (prefect.yaml)."""
+    force_champion(NAME, "1", "test setup")
+    (tmp_path / "station.xlsx").write_bytes(valid_workbook.read_bytes())
+    state = retrain_flow(str(tmp_path), "*.xlsx", None, [*HORIZON_12, "tracking.experiment=gate-retrain"],
+                         return_state=True)
+    assert state.is_completed()
+    done = state.result()
+    assert done["status"] == "trained" and version_tags(done["version"])["promotion_decision"] == NOT_COMPARED
 
 
 def test_a_registration_retried_after_a_failure_makes_one_version(versions, settings, valid_workbook, monkeypatch):
