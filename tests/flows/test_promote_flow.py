@@ -189,11 +189,12 @@ def test_bad_data_or_version_for_the_gate_is_input_error(versions, settings, cat
 def test_two_rollbacks_after_three_promotions_go_back_two_steps(versions):
     worse, repeat = versions["worse"], versions["repeat"]
     force_champion(NAME, repeat, "test setup")
-    for version in ("1", worse, repeat):
+    for version in ("1", worse, "1"):
         force_champion(NAME, version, "one of three promotions")
-    assert rollback_champion(NAME, "first") == (repeat, worse)
+    assert rollback_champion(NAME, "first") == ("1", worse)
     assert rollback_champion(NAME, "second") == (worse, "1")
-    # A third goes one step further back (to the setup's champion), never forward again to `worse`.
+    # A third goes one step further back, to the setup's champion; following "the champion version 1
+    # replaced" would cycle between 1 and `worse` instead.
     assert rollback_champion(NAME, "third") == ("1", repeat) and champion() == repeat
 
 
