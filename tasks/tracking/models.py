@@ -37,10 +37,11 @@ def log_model(run_id: str, keras_model, spec: dict, input_example: pd.DataFrame,
     from mlflow.models import infer_signature
 
     client = MlflowClient()
+    run = client.get_run(run_id)
     # Model.log would file the model under the process's active experiment (Default when none is set);
-    # created here, it belongs to the run's experiment.
-    logged = client.create_logged_model(client.get_run(run_id).info.experiment_id, name="model",
-                                        source_run_id=run_id)
+    # created here, it belongs to the run's experiment, with the run's params as Model.log would give it.
+    logged = client.create_logged_model(run.info.experiment_id, name="model", source_run_id=run_id,
+                                        params=run.data.params)
     with tempfile.TemporaryDirectory() as tmp:
         model_path, spec_path = Path(tmp, "model.keras"), Path(tmp, "spec.json")
         keras_model.save(model_path)

@@ -188,14 +188,14 @@ def test_losing_the_tracking_server_fails_clearly_and_registers_nothing(mlflow_s
     code, _, err = training.wait()
     assert code == 1, err[-3000:]
     assert f"error: cannot reach the MLflow tracking server at {mlflow_server.url}" in err and "Traceback" not in err
-    store = store_client(f"sqlite:///{mlflow_server.db}")
-    assert store.search_model_versions("name='faults-server-model'") == []
-    assert store.get_run(lost).info.status == "RUNNING"  # the server was gone: nobody could mark it
+    client = store_client(f"sqlite:///{mlflow_server.db}")
+    assert client.search_model_versions("name='faults-server-model'") == []
+    assert client.get_run(lost).info.status == "RUNNING"  # the server was gone: nobody could mark it
 
     # A training started while the server is down fails before it opens a run.
     code, _, err = Train(valid_workbook, "train.epochs=1", *names, env=env).wait()
     assert code == 1 and "cannot reach the MLflow tracking server" in err and "Traceback" not in err
-    assert len(store.search_runs([store.get_experiment_by_name("faults-server").experiment_id])) == 1
+    assert len(client.search_runs([client.get_experiment_by_name("faults-server").experiment_id])) == 1
 
     # With the server back, the next training's first step marks the lost run.
     mlflow_server.start()
@@ -206,7 +206,7 @@ def test_losing_the_tracking_server_fails_clearly_and_registers_nothing(mlflow_s
     finally:
         os.environ["MLFLOW_TRACKING_URI"] = cli_env["MLFLOW_TRACKING_URI"]
         store.connect()
-    assert store.get_run(lost).info.status == "KILLED"
+    assert client.get_run(lost).info.status == "KILLED"
 
 
 def test_two_trainings_at_once_on_the_default_sqlite_store_are_both_recorded(tmp_path, cli_env, valid_workbook):
