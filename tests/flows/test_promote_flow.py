@@ -139,6 +139,15 @@ def test_a_challenger_no_better_than_repeat_is_kept(versions, settings, valid_wo
     assert result.decision == KEPT and "does not beat Repeat" in result.reason and champion() == versions["worse"]
 
 
+def test_a_gate_on_rows_the_models_were_trained_on_keeps_and_says_so(versions, settings, valid_workbook, tmp_path):
+    force_champion(NAME, "1", "test setup")
+    early = tmp_path / "early.csv"  # rows 0-499: training (train + validation splits) saw rows 0-575
+    pd.read_excel(valid_workbook, engine="calamine").head(500).to_csv(early, index=False)
+    result = promote_flow(NAME, str(early), settings, versions["repeat"])
+    assert result.decision == KEPT and result.reason.startswith("too few rows to score fairly: 0 of the data's 500")
+    assert result.scores == {} and champion() == "1"
+
+
 def test_forced_promotion_and_rollback_are_recorded(versions):
     force_champion(NAME, "1", "test setup")
     assert force_champion(NAME, versions["repeat"], "hotfix: the trained one drifts") == "1"
