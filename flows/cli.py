@@ -282,6 +282,34 @@ def promote(data: Annotated[Optional[Path], typer.Argument(help="Data for the ga
             typer.echo(f"{name} {promote_flow(name, str(data), settings, version)}")
 
 
+@app.command()
+def serve(model: Annotated[str, typer.Option(help="Model URI: models:/NAME@ALIAS or models:/NAME/VERSION")]
+          = "models:/lstm-forecaster@champion",
+          port: Annotated[int, typer.Option(help="Port of the REST service")] = 5001,
+          host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface)")] = "127.0.0.1") -> None:
+    """Serve a registered model as a REST service (MLflow's scoring server: POST /invocations) from this
+    environment, whether or not its venv is activated."""
+    import subprocess
+
+    with user_errors():
+        from tasks.tracking import registry, store
+
+        store.connect()
+        found = registry.resolve_model_uri(model)  # an alias is resolved now: the version served is named
+        exact = f"models:/{found.name}/{found.version}" if found else model
+    typer.echo(f"serving {model} ({exact}) on http://{host}:{port}/invocations; Ctrl-C stops it")
+    # MLflow starts `uvicorn` by name: this environment's scripts folder goes first on PATH. The child
+    # resolves the model in the same store as this command.
+    scripts = Path(sys.executable).parent
+    env = os.environ | {"PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}", "MLFLOW_TRACKING_URI": store.tracking_uri()}
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", exact, "--env-manager", "local",
+               "--port", str(port), "--host", host]
+    try:
+        raise typer.Exit(subprocess.call(command, env=env))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
 stack_app = typer.Typer(help="The local or team stack: Prefect and MLflow servers, worker, deployments, reaper.",
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")

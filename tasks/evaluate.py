@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.model import predict_horizon
-from tasks.normalize import Scaler
+from tasks.scaler import Scaler
 from tasks.settings import WindowSettings
 from tasks.times import STEPS
 from tasks.window import make_windows, target_windows

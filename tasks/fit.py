@@ -28,8 +28,8 @@ from tasks.evaluate import evaluate_forecasts, forecast_windows, season_length
 from tasks.ingest import read_workbook
 from tasks.intervals import conformal_halfwidths
 from tasks.normalize import normalize_series
+from tasks.package import package_model
 from tasks.plot import make_figures
-from tasks.pyfunc import package_model
 from tasks.settings import Settings
 from tasks.split import Bounds, split_bounds
 from tasks.tracking import models, runs, store
@@ -127,7 +127,7 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: Bounds, log_mo
 
     # The LSTM is kept only where it beat the weights training started from; say which, on every run.
     improved = min(history.get("val_loss", [math.inf])) < history["val_loss_start"][0]
-    packaged = package_model(model, summary, scaler, settings, series, halfwidth) if log_model else None
+    packaged = package_model(model, summary, scaler, settings, series, halfwidth, bounds) if log_model else None
     figures = make_figures(series, summary.target, test, scaler.inverse_target(test_pred),
                            packaged["output_example"] if packaged else None, history, title)
     rows = bounds.rows() | {"total": len(series)}

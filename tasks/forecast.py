@@ -35,7 +35,7 @@ class Forecaster:
 
     @property
     def spec(self) -> dict:
-        """Columns, frequency, L, H, scaler and intervals (tasks/pyfunc.py `model_spec`)."""
+        """Columns, frequency, L, H, scaler and intervals (tasks/package.py `model_spec`)."""
         return self.pyfunc.unwrap_python_model().spec
 
     @property

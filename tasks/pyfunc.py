@@ -2,7 +2,8 @@
 
 `predict(frame of the latest >= L raw rows)` returns the next H values in raw units with their
 timestamps and prediction intervals (`lower`, `upper`), so `mlflow models serve` and
-`mlflow.pyfunc.load_model` need nothing else.
+`mlflow.pyfunc.load_model` need nothing else. The model is logged from code (tasks/pyfunc_entry.py), and
+loads where only its requirements are installed: this module, and those it imports, import no Prefect.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
-from tasks.normalize import Scaler
+from tasks.scaler import Scaler
 from tasks.schemas import ForecastFrame
 from tasks.settings import WindowSettings
 from tasks.times import STEPS
@@ -74,24 +72,3 @@ class LSTMForecaster(mlflow.pyfunc.PythonModel):
     # The DataFrame hint tells MLflow the model validates its own input (against the logged signature).
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return forecast_next(self.model, self.spec, pd.DataFrame(model_input))
-
-
-def model_spec(summary, scaler: Scaler, settings, halfwidth: list[float]) -> dict:
-    """Everything besides the weights that a forecast needs, stored as JSON beside the Keras model;
-    `halfwidth`: the conformal intervals' per-step half-widths in the target's units (tasks/intervals.py)."""
-    return {
-        "time_column": summary.time_column, "target": summary.target, "features": list(summary.features),
-        "frequency": summary.frequency, "input_length": settings.window.input_length,
-        "horizon": settings.window.horizon, "mode": settings.window.mode, "scaler": scaler.to_dict(),
-        "interval": {"coverage": settings.evaluate.coverage, "halfwidth": list(halfwidth)},
-    }
-
-
-@task(cache_policy=NO_CACHE)
-def package_model(keras_model, summary, scaler: Scaler, settings, series: pd.DataFrame, halfwidth: list[float]) -> dict:
-    """The pieces `models.log_model` logs as the pyfunc, with the forecast after the end of the data."""
-    spec = model_spec(summary, scaler, settings, halfwidth)
-    example = series.iloc[-settings.window.input_length:].reset_index()
-    future = forecast_next(keras_model, spec, example)
-    return {"keras_model": keras_model, "spec": spec, "input_example": example, "output_example": future,
-            "name": settings.registry.model_name}

@@ -26,6 +26,27 @@ def valid_workbook(catalogue) -> Path:
     return catalogue["valid"]
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def worktree_files() -> set[str]:
+    """`git status` of the repository, ignored files included, less Python's and pytest's caches."""
+    import subprocess
+
+    out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    return {line for line in out.splitlines() if "__pycache__" not in line and ".pytest_cache" not in line}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worktree_before() -> set[str] | None:
+    """The repository's state before the first test (None without git): tests/test_worktree.py, the last
+    module, compares with it."""
+    import shutil
+
+    return worktree_files() if shutil.which("git") and (REPO / ".git").exists() else None
+
+
 @pytest.fixture(scope="session", autouse=True)
 def mlflow_store(tmp_path_factory):
     """Every test's MLflow calls go to a throwaway SQLite store, never to ./mlruns."""

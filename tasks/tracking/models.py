@@ -8,37 +8,52 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.tracking import MlflowClient
 
 from tasks.errors import InputError, Problem
 
 
 CODE_DIR = Path(__file__).resolve().parents[1]  # tasks/, shipped inside the model so it loads anywhere
+ENTRY = CODE_DIR / "pyfunc_entry.py"  # the models-from-code file MLflow runs to load the model
+
+# The distributions the model's code imports when it loads (tasks/pyfunc.py and what it imports), pinned to
+# the versions it was trained with. A fresh environment built from these alone must load and serve it.
+REQUIRED = ("mlflow", "tensorflow-cpu", "keras", "pandas", "numpy", "pandera[pandas]", "pydantic", "pyyaml")
+
+
+def pip_requirements() -> list[str]:
+    """`name==version` of each distribution in REQUIRED, as installed here."""
+    from importlib.metadata import version
+
+    return [f"{requirement}=={version(requirement.split('[')[0])}" for requirement in REQUIRED]
 
 
 def log_model(run_id: str, keras_model, spec: dict, input_example: pd.DataFrame, output_example: pd.DataFrame) -> str:
-    """Log the pyfunc forecaster (Keras model + spec + this package's code); returns its model URI."""
-    import keras
-    import numpy as np
-    import pandera
-    import tensorflow as tf
+    """Log the pyfunc forecaster (Keras model + spec + this package's code) as a logged model of run
+    `run_id`'s experiment, stored under that experiment's artifact root; returns its model URI.
+
+    Logged from code (ENTRY), as MLflow 3 recommends for custom pyfuncs: loading runs that file instead of
+    unpickling an object, so the model does not depend on this Python's pickle format."""
     from mlflow.models import infer_signature
 
-    from tasks.pyfunc import LSTMForecaster
-
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    # Model.log would file the model under the process's active experiment (Default when none is set);
+    # created here, it belongs to the run's experiment, with the run's params as Model.log would give it.
+    logged = client.create_logged_model(run.info.experiment_id, name="model", source_run_id=run_id,
+                                        params=run.data.params)
     with tempfile.TemporaryDirectory() as tmp:
         model_path, spec_path = Path(tmp, "model.keras"), Path(tmp, "spec.json")
         keras_model.save(model_path)
         spec_path.write_text(json.dumps(spec, indent=2))
         info = mlflow.models.Model.log(
-            artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=run_id,
-            python_model=LSTMForecaster(),
+            artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=run_id, model_id=logged.model_id,
+            python_model=str(ENTRY),
             artifacts={"keras_model": str(model_path), "spec": str(spec_path)},
             code_paths=[str(CODE_DIR)],
             signature=infer_signature(input_example, output_example),
             input_example=input_example,
-            pip_requirements=[f"mlflow=={mlflow.__version__}", f"tensorflow-cpu=={tf.__version__}",
-                              f"keras=={keras.__version__}", f"pandas=={pd.__version__}",
-                              f"numpy=={np.__version__}", f"pandera=={pandera.__version__}"],
+            pip_requirements=pip_requirements(),
         )
     return info.model_uri
 

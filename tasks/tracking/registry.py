@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import getpass
+import json
 import re
 import socket
+import uuid
+from dataclasses import asdict, dataclass
 
 import mlflow
 import pandas as pd
@@ -13,6 +16,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.errors import InputError, Problem
+from tasks.tracking.locks import registry_lock
 
 
 def register_model(model_uri: str, name: str, run_id: str) -> str:
@@ -27,9 +31,11 @@ def register_model(model_uri: str, name: str, run_id: str) -> str:
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
 def register_version(model_uri: str, name: str, run_id: str) -> str:
-    """Register a training run's model and name it the `challenger`; returns the version."""
+    """Register a training run's model and name it the `challenger`; returns the version. A retry after a
+    failure anywhere in here registers nothing new and moves or records nothing twice."""
     version = register_model(model_uri, name, run_id)
-    move_alias(name, "challenger", version, f"new version from training run {run_id}")
+    with registry_lock(name):
+        change_alias(name, "challenger", version, f"new version from training run {run_id}")
     return version
 
 
@@ -82,7 +88,7 @@ def alias_run(model_name: str, alias: str = "champion") -> tuple[str, str] | Non
 
 
 def actor() -> str:
-    """Who changes the registry, for its audit tags."""
+    """Who changes the registry, for its audit records."""
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
@@ -91,23 +97,83 @@ def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
         MlflowClient().set_model_version_tag(name, version, key, str(value))
 
 
-def _append_log(name: str, version: str, line: str) -> None:
-    log = MlflowClient().get_model_version(name, version).tags.get("alias_log")
-    set_version_tags(name, version, {"alias_log": f"{log}\n{line}" if log else line})
+# The audit history: one registered-model tag per alias change, under a key of its own (sequence number and
+# a random writer id), so that two writers add two records and neither can overwrite the other's.
+AUDIT_PREFIX = "audit."
+SET, ROLLBACK, DROP = "set", "rollback", "drop"
 
 
-def move_alias(name: str, alias: str, version: str, reason: str, tags: dict[str, str] | None = None) -> None:
-    """Point `alias` at `version`. Who, when and why go on the version's tags (`{alias}_by`, `{alias}_at`,
-    `{alias}_reason`, plus `tags`) and, one line per change, into the `alias_log` tag of this version and
-    of the one that held the alias before: the registry's audit trail."""
-    before = alias_run(name, alias)
-    when, who = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"), actor()
-    MlflowClient().set_registered_model_alias(name, alias, version)
-    set_version_tags(name, version, {f"{alias}_by": who, f"{alias}_at": when, f"{alias}_reason": reason, **(tags or {})})
-    _append_log(name, version, f"{when} {alias} set by {who}: {reason}")
-    if before and before[0] != version:
-        _append_log(name, before[0], f"{when} {alias} moved to version {version} by {who}: {reason}")
+@dataclass(frozen=True)
+class Change:
+    """One alias change: `alias` went from version `previous` to `version` (None: the alias was dropped)."""
+
+    seq: int
+    alias: str
+    action: str  # SET, ROLLBACK or DROP
+    version: str | None
+    previous: str | None
+    at: str  # UTC, ISO 8601
+    by: str
+    reason: str
 
 
-def drop_alias(name: str, alias: str) -> None:
-    MlflowClient().delete_registered_model_alias(name, alias)
+def history(name: str) -> list[Change]:
+    """Every recorded alias change of model `name`, oldest first."""
+    try:
+        tags = MlflowClient().get_registered_model(name).tags
+    except mlflow.exceptions.MlflowException:
+        return []
+    changes = [Change(**json.loads(value)) for key, value in tags.items() if key.startswith(AUDIT_PREFIX)]
+    return sorted(changes, key=lambda c: (c.seq, c.at))
+
+
+def _record(name: str, alias: str, action: str, version: str | None, previous: str | None, reason: str,
+            seq: int) -> None:
+    change = Change(seq, alias, action, version, previous, pd.Timestamp.now(tz="UTC").isoformat(), actor(), reason)
+    key = f"{AUDIT_PREFIX}{seq:06d}.{uuid.uuid4().hex[:8]}"
+    MlflowClient().set_registered_model_tag(name, key, json.dumps(asdict(change)))
+
+
+def change_alias(name: str, alias: str, version: str | None, reason: str, action: str = SET) -> None:
+    """Point `alias` at `version` (None: drop it) and add the change to the audit history; who, when and why
+    also go on the version's tags (`{alias}_by`, `{alias}_at`, `{alias}_reason`). Call it
+    holding `locks.registry_lock(name)`. With nothing to change it does nothing, so a retried task neither
+    moves nor records twice; and it completes the record of a change whose first try stopped after moving
+    the alias."""
+    changes = history(name)
+    held = alias_run(name, alias)
+    holder = held[0] if held else None
+    recorded = next((c.version for c in reversed(changes) if c.alias == alias), None)
+    if holder == version and recorded == version:
+        return
+    client = MlflowClient()
+    if holder != version:
+        if version is None:
+            client.delete_registered_model_alias(name, alias)
+        else:
+            client.set_registered_model_alias(name, alias, version)
+    if version is not None:
+        when = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
+        set_version_tags(name, version, {f"{alias}_by": actor(), f"{alias}_at": when, f"{alias}_reason": reason})
+    previous = holder if holder != version else recorded
+    _record(name, alias, DROP if version is None else action, version, previous, reason,
+            max((c.seq for c in changes), default=0) + 1)
+
+
+def alias_trail(changes: list[Change], alias: str) -> list[str]:
+    """The versions that held `alias`, as a stack: each change pushes its version, each rollback pops the
+    change it undid. The last is the holder, the one before it what a rollback returns to; N rollbacks
+    walk back N changes and end at the first holder, never in a cycle."""
+    trail: list[str] = []
+    for change in (c for c in changes if c.alias == alias):
+        if change.action == DROP:
+            trail = []
+        elif change.action == ROLLBACK:
+            trail = trail[:-1]
+            if trail[-1:] != [change.version]:
+                trail.append(change.version)
+        else:
+            if not trail and change.previous:  # the holder from before the audit history began
+                trail.append(change.previous)
+            trail.append(change.version)
+    return trail

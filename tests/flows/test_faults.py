@@ -8,8 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -17,40 +15,10 @@ from pathlib import Path
 import keras
 import pytest
 from mlflow.tracking import MlflowClient
+from processes import BIN, TINY, Train, store_client
 from servers import MlflowServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-BIN = Path(sys.executable).parent
-TINY = ["data.target=OT", "split.train=0.6", "split.val=0.2", "split.test=0.2", "window.input_length=24",
-        "window.horizon=6", "model.layers=1", "model.units=4", "train.patience=0"]
-
-
-def _sets(*assignments: str) -> list[str]:
-    return [arg for s in [*TINY, *assignments] for arg in ("--set", s)]
-
-
-class Train:
-    """`lstm-pipeline train` in the background, its output in files."""
-
-    def __init__(self, data: Path, *assignments: str, env: dict, cwd: Path | None = None):
-        self.out, self.err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen([str(BIN / "lstm-pipeline"), "train", str(data), *_sets(*assignments)],
-                                     stdout=self.out, stderr=self.err, env=env, cwd=cwd)
-
-    def wait(self, timeout: float = 600) -> tuple[int, str, str]:
-        try:
-            self.proc.wait(timeout)
-        finally:
-            self.proc.kill()
-        self.out.seek(0)
-        self.err.seek(0)
-        return self.proc.returncode, self.out.read(), self.err.read()
-
-
-def _store(uri: str) -> MlflowClient:
-    """A client of that store for both runs and registry (MLflow would take the registry from `connect`)."""
-    return MlflowClient(uri, registry_uri=uri)
 
 
 def _training_run(client: MlflowClient, experiment: str, timeout: float = 300) -> str:
@@ -173,13 +141,13 @@ def test_losing_the_tracking_server_fails_clearly_and_registers_nothing(mlflow_s
     mlflow_server.start()
     training = Train(valid_workbook, "train.epochs=500", *names, env=env)
     try:
-        lost = _training_run(_store(mlflow_server.url), "faults-server")
+        lost = _training_run(store_client(mlflow_server.url), "faults-server")
     finally:
         mlflow_server.stop()
     code, _, err = training.wait()
     assert code == 1, err[-3000:]
     assert f"error: cannot reach the MLflow tracking server at {mlflow_server.url}" in err and "Traceback" not in err
-    client = _store(f"sqlite:///{mlflow_server.db}")
+    client = store_client(f"sqlite:///{mlflow_server.db}")
     assert client.search_model_versions("name='faults-server-model'") == []
     assert client.get_run(lost).info.status == "RUNNING"  # the server was gone: nobody could mark it
 
@@ -208,7 +176,7 @@ def test_two_trainings_at_once_on_the_default_sqlite_store_are_both_recorded(tmp
     for code, out, err in results:
         assert code == 0, err[-3000:]
         assert "database is locked" not in err
-    store = _store(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    store = store_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = store.search_runs([store.get_experiment_by_name("faults-together").experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
     assert sorted(int(v.version) for v in store.search_model_versions("name='faults-together-model'")) == [1, 2]

@@ -1,15 +1,18 @@
 """The whole training flow on a real workbook, under a real (temporary) Prefect server and MLflow store."""
 
 import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from flows.train import train_flow
 from tasks.errors import InputError
+from tasks.tracking.registry import logged_model_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -68,6 +71,22 @@ def test_registered_pyfunc_forecasts_next_h_values_in_raw_units(trained):
         np.testing.assert_allclose(warmer[column] - out[column], 10.0, atol=1e-3)
     # and near the data: the first step within a few degrees of the last value (37.9 here)
     assert abs(out["forecast"].iloc[0] - recent["OT"].iloc[-1]) < 5
+
+
+def test_the_logged_model_belongs_to_the_runs_experiment_and_lies_under_its_artifact_root(trained):
+    settings, _, result = trained
+    client = MlflowClient()
+    experiment = client.get_experiment(client.get_run(result.run_id).info.experiment_id)
+    assert experiment.name == "flow-test"
+    version = client.get_model_version(result.model_name, result.version)
+    logged = client.get_logged_model(logged_model_id(version))
+    assert logged.experiment_id == experiment.experiment_id and logged.source_run_id == result.run_id
+    assert logged.artifact_location.startswith(experiment.artifact_location.rstrip("/") + "/")
+    # Logged from code (no pickled Python object), and the pyfunc's code travels with it.
+    local = Path(mlflow.artifacts.download_artifacts(logged.artifact_location))
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model" and "python_model.pkl" not in flavor.values()
+    assert not (local / "python_model.pkl").exists() and (local / "code" / "tasks" / "pyfunc.py").exists()
 
 
 def test_invalid_workbook_fails_the_run_and_registers_nothing(prefect_server, trained, catalogue):

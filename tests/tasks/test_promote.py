@@ -1,8 +1,9 @@
 """The gate's decision and windows, as plain functions on numbers (the flow tests use real models)."""
 
+import pandas as pd
 import pytest
 
-from tasks.promote import KEPT, PROMOTED, comparable, decide, gate_origins
+from tasks.promote import KEPT, PROMOTED, comparable, decide, first_unseen_row, gate_origins
 from tasks.settings import PromotionSettings, parse_settings
 
 GATE = PromotionSettings(margin=0.1, require_beat_repeat=True)
@@ -39,11 +40,28 @@ def test_gate_windows_are_the_newest_holdout_rows():
     assert gate_origins(40, rows_30, lookback=24, horizon=6) == range(24, 35)
 
 
+def test_gate_windows_start_after_the_models_training_data():
+    settings = parse_settings({"split": {"train": 0.6, "val": 0.2, "test": 0.2}, "window": {"input_length": 24, "horizon": 6}})
+    # A champion trained on rows up to 649: only targets from row 650 on are scored.
+    assert gate_origins(720, settings, lookback=24, horizon=6, unseen=650) == range(650, 715)
+    assert len(gate_origins(720, settings, lookback=24, horizon=6, unseen=716)) == 0
+
+
+def test_first_unseen_row_is_the_row_after_seen_through():
+    index = pd.date_range("2024-01-01", periods=10, freq="h")
+    assert first_unseen_row(index, {"seen_through": "2024-01-01T03:00:00"}) == 4
+    assert first_unseen_row(index, {"seen_through": "2023-12-31T00:00:00"}) == 0
+    assert first_unseen_row(index, {"seen_through": "2024-02-01T00:00:00"}) == 10
+
+
 def test_models_with_other_targets_or_horizons_are_not_compared():
-    spec = {"target": "OT", "horizon": 6, "frequency": "h"}
+    spec = {"target": "OT", "horizon": 6, "frequency": "h", "seen_through": "2024-01-01T00:00:00"}
     assert comparable(spec, None) == [] and comparable(spec, dict(spec)) == []
-    problems = comparable(spec, spec | {"horizon": 24})
-    assert len(problems) == 1 and "horizon" in problems[0].what and "--force" in problems[0].todo
+    reasons = comparable(spec, spec | {"horizon": 24})
+    assert len(reasons) == 1 and "horizon" in reasons[0]
+    # A model logged before specs said where training data ended cannot be scored fairly.
+    legacy = {k: v for k, v in spec.items() if k != "seen_through"}
+    assert "training data ended" in comparable(spec, legacy)[0]
 
 
 @pytest.mark.parametrize("bad", [{"holdout": 3}, {"holdout": 1.5}, {"margin": 1.0}])
