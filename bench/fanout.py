@@ -37,7 +37,7 @@ def _space_file(space: dict, folder: Path) -> Path:
     import yaml
 
     path = Path(tempfile.mkstemp(suffix=".yaml", dir=folder)[1])
-    path.write_text(yaml.safe_dump(space))
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
     return path
 
 
@@ -53,9 +53,10 @@ def _children(env: dict, parent: str) -> list:
     return client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'", max_results=1000)
 
 
-def _sweep(measure, cli, data: Path, env: dict, space: Path, name: str, base: list[str], workers: int,
+def _sweep(measure, cli, data: Path, env: dict, space: dict, folder: Path, name: str, base: list[str], workers: int,
            trials: int | None = None) -> dict:
-    done = measure([cli, "sweep", data, "--target", "OT", "--space", space, "--workers", workers, "--name", name,
+    done = measure([cli, "sweep", data, "--target", "OT", "--space", _space_file(space, folder), "--workers", workers,
+                    "--name", name,
                     *(["--trials", trials] if trials else []),
                     *_sets([*base, "tracking.experiment=bench-sweep"])], env).require()
     parent = re.search(r"run_id (\w+);", done.out).group(1)
@@ -64,16 +65,15 @@ def _sweep(measure, cli, data: Path, env: dict, space: Path, name: str, base: li
     return {"seconds": done.wall, "peak_mb": done.peak_mb, "trials": len(children),
             "train_seconds": sum(r.data.metrics["train_seconds"] for r in children),
             "overhead_median": statistics.median(overhead), "overhead_max": max(overhead),
-            "children": [{"name": r.info.run_name, "values": {k: r.data.params[k] for k in SMALL_SPACE},
+            "children": [{"name": r.info.run_name, "values": {k: r.data.params[k] for k in space},
                           **{k: r.data.metrics.get(k) for k in ("val_mse", "test_mse", "train_seconds")}}
                          for r in children]}
 
 
 def sweep(measure, cli, data: Path, env: dict, folder: Path) -> dict:
     """The small space four ways, side by side; then the protocol sweep at H=24 and H=96."""
-    space = _space_file(SMALL_SPACE, folder)
-    out = {f"workers_{w}": _sweep(measure, cli, data, env, space, f"bench-small-{w}w", SMALL_BASE, w, SMALL_TRIALS)
-           for w in (1, 2)}
+    out = {f"workers_{w}": _sweep(measure, cli, data, env, SMALL_SPACE, folder, f"bench-small-{w}w", SMALL_BASE, w,
+                                  SMALL_TRIALS) for w in (1, 2)}
     loop, clock = [], time.perf_counter()
     for trial in out["workers_1"]["children"]:
         loop.append(measure([cli, "train", data, "--target", "OT",
@@ -86,12 +86,13 @@ def sweep(measure, cli, data: Path, env: dict, folder: Path) -> dict:
                         "--steps", SMALL_STEPS]).require()
         out["peer"] = json.loads(peer.out.strip().splitlines()[-1]) | {"wall": peer.wall, "peak_mb": peer.peak_mb}
     out["protocol"] = {}
-    big = _space_file(PROTOCOL_SPACE, folder)
     for horizon in protocol.HORIZONS:
         base = [f"window.horizon={horizon}", *(f"split.{k}={v}" for k, v in protocol.SPLIT.items())]
-        result = _sweep(measure, cli, data, env, big, f"bench-protocol-h{horizon}", base, 2)
+        result = _sweep(measure, cli, data, env, PROTOCOL_SPACE, folder, f"bench-protocol-h{horizon}", base, 2)
         best = min(result["children"], key=lambda c: c["val_mse"] if c["val_mse"] is not None else float("inf"))
-        default = next(c for c in result["children"] if c["name"] == "L96-u32")  # L and units of the default
+        # The trial with the default configuration's L and units
+        default = next(c for c in result["children"]
+                       if c["values"] == {"window.input_length": "96", "model.units": "32"})
         out["protocol"][horizon] = {"seconds": result["seconds"], "best": best, "default": default,
                                     "trials": result["children"]}
     return out

@@ -12,7 +12,7 @@ from tasks.scaler import Scaler
 from tasks.split import Bounds
 
 
-def model_spec(summary, scaler: Scaler, settings, halfwidth: list[float], seen_through: str) -> dict:
+def model_spec(summary, scaler: Scaler, settings, halfwidth: list[float], seen_through: str | int) -> dict:
     """Everything besides the weights that a forecast needs, stored as JSON beside the Keras model;
     `halfwidth`: the conformal intervals' per-step half-widths in the target's units (tasks/intervals.py);
     `seen_through`: the time of the last row training looked at, the promotion gate scores only after it."""
@@ -30,7 +30,9 @@ def package_model(keras_model, summary, scaler: Scaler, settings, series: pd.Dat
                   bounds: Bounds) -> dict:
     """The pieces `models.log_model` logs as the pyfunc, with the forecast after the end of the data.
     Training saw the rows up to the end of the validation split (fit, early stopping, interval calibration)."""
-    spec = model_spec(summary, scaler, settings, halfwidth, series.index[bounds.val[1] - 1].isoformat())
+    last_seen = series.index[bounds.val[1] - 1]  # a timestamp, or a step number (no time column)
+    spec = model_spec(summary, scaler, settings, halfwidth,
+                      last_seen.isoformat() if isinstance(last_seen, pd.Timestamp) else int(last_seen))
     example = series.iloc[-settings.window.input_length:].reset_index()
     future = forecast_next(keras_model, spec, example)
     return {"keras_model": keras_model, "spec": spec, "input_example": example, "output_example": future,

@@ -66,9 +66,10 @@ def gate_origins(n_rows: int, settings: Settings, lookback: int, horizon: int, u
     return range(max(n_rows - holdout, lookback, unseen), n_rows - horizon + 1)
 
 
-def first_unseen_row(index: pd.DatetimeIndex, spec: dict) -> int:
+def first_unseen_row(index: pd.Index, spec: dict) -> int:
     """The first row of `index` after the last one the model's training looked at."""
-    return int(index.searchsorted(pd.Timestamp(spec["seen_through"]), side="right"))
+    seen = spec["seen_through"]  # ISO time, or a step number when the series has no time column
+    return int(index.searchsorted(pd.Timestamp(seen) if isinstance(seen, str) else seen, side="right"))
 
 
 def forecast_units(forecaster: Forecaster, series: pd.DataFrame, starts: range) -> np.ndarray:

@@ -205,7 +205,7 @@ def test_a_sweep_on_a_dask_scheduler_and_two_workers_that_reach_only_the_authent
         cluster.stop()
     client = _mlflow(team)
     parent = client.search_runs([client.get_experiment_by_name("team-sweep").experiment_id],
-                                "tags.sweep_name = 'team-sweep'")[0]
+                                "tags.sweep_name = 'team-sweep' and tags.run_type = 'sweep'")[0]
     trials = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert sorted((r.info.run_name, r.info.status) for r in trials) == [("u4", "FINISHED"), ("u8", "FINISHED")]
     assert parent.info.status == "FINISHED" and "trials.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}

@@ -119,33 +119,32 @@ def test_a_first_run_prints_no_library_noise_and_leaves_no_server(valid_workbook
 
 
 @pytest.mark.slow
-def test_a_flow_runs_on_the_temporary_server_and_it_stops(monkeypatch):
+def test_a_flow_runs_on_the_temporary_server_and_it_stops():
     """The internals this module relies on (Prefect's `create_app(ephemeral=...)` and
-    `refresh_global_settings_context`): a flow's client must talk to the server started here."""
-    from prefect import flow
-    from prefect.client.orchestration import get_client
-    from prefect.context import refresh_global_settings_context
-    from prefect.settings import PREFECT_API_URL
-
-    from flows.tempserver import TemporaryServer
-
-    @flow
-    def where() -> str:
-        with get_client(sync_client=True) as client:
-            return str(client.api_url)
-
-    for key in ("PREFECT_API_URL", "PREFECT_UI_URL"):
-        monkeypatch.delenv(key, raising=False)
-    # The flow's log lines would be sent at the session's exit, to the server stopped here.
-    monkeypatch.setenv("PREFECT_LOGGING_TO_API_ENABLED", "false")
-    server = TemporaryServer()
-    try:
-        server.connect()
-        url = os.environ["PREFECT_API_URL"]
-        assert PREFECT_API_URL.value() == url
-        assert where().rstrip("/") == url
-    finally:
-        server.stop()
-        monkeypatch.undo()
-        refresh_global_settings_context()
-    assert server.process.returncode is not None
+    `refresh_global_settings_context`): a flow's client must talk to the server started here. In a
+    process of its own: the session's Prefect test server would override the settings in this one."""
+    code = "\n".join([
+        "import os",
+        "from prefect import flow",
+        "from prefect.client.orchestration import get_client",
+        "from prefect.settings import PREFECT_API_URL",
+        "from flows.tempserver import TemporaryServer",
+        "@flow",
+        "def where() -> str:",
+        "    with get_client(sync_client=True) as client:",
+        "        return str(client.api_url)",
+        "server = TemporaryServer()",
+        "server.connect()",
+        "url = os.environ['PREFECT_API_URL']",
+        "print('settings', PREFECT_API_URL.value() == url)",
+        "print('flow', where().rstrip('/') == url)",
+        "server.stop()",
+        "print('stopped', server.process.returncode is not None)",
+    ])
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_UI_URL")}
+    # The flow's log lines would be sent at the process's exit, to the server stopped before it.
+    env |= {"PREFECT_LOGGING_TO_API_ENABLED": "false"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [line for line in done.stdout.splitlines() if line.split()[0] in ("settings", "flow", "stopped")] == \
+        ["settings True", "flow True", "stopped True"]
