@@ -7,6 +7,7 @@ in BENCHMARKS.md come from that output.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -265,18 +266,18 @@ def test_load_concurrent_forced_promotions_leave_one_champion(team):
 
 @pytest.mark.slow
 @pytest.mark.integration
-@pytest.mark.xfail(reason="issue 13: `alias_log` is a read-modify-write tag, so concurrent promotions can lose "
-                          "lines; tighten (drop this mark) once the registry's audit records are rewritten", strict=False)
 def test_load_concurrent_forced_promotions_leave_a_complete_audit(team):
+    """After the 8 concurrent forced promotions: one audit record each, none lost or overwritten, numbered
+    in one sequence (the decisions were serialized by the Prefect limit), the last naming the champion."""
     client = _mlflow(team)
-    lines = [line for v in range(1, CONCURRENT + 1)
-             for line in client.get_model_version(MODEL, str(v)).tags.get("alias_log", "").splitlines()]
-    forced = [line for line in lines if " champion set by " in line and ": forced: load " in line]
-    assert sorted(line.rsplit(" ", 1)[1] for line in forced) == sorted(map(str, range(1, CONCURRENT + 1)))
-    # Nobody recorded moving the alias away from the version that holds it.
-    holder = client.get_model_version_by_alias(MODEL, "champion").version
-    held = client.get_model_version(MODEL, holder).tags["alias_log"].splitlines()
-    assert " champion set by " in held[-1]
+    changes = sorted((json.loads(value) for key, value in client.get_registered_model(MODEL).tags.items()
+                      if key.startswith("audit.")), key=lambda c: c["seq"])
+    champion = [c for c in changes if c["alias"] == "champion"]
+    forced = [c for c in champion if c["reason"].startswith("forced: load ")]
+    assert sorted(c["version"] for c in forced) == sorted(str(v) for v in range(1, CONCURRENT + 1))
+    assert all(c["reason"] == f"forced: load {c['version']}" for c in forced)
+    assert len({c["seq"] for c in changes}) == len(changes)
+    assert champion[-1]["version"] == client.get_model_version_by_alias(MODEL, "champion").version
 
 
 @pytest.mark.slow
