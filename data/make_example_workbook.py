@@ -1,6 +1,7 @@
-"""Build data/ETTh1.xlsx, the bundled example, from the ETTh1 CSV (values copied exactly).
+"""Build data/ETTh1.xlsx, the bundled example, from the ETTh1 CSV (values copied exactly): ETTh1.csv of the
+ETDataset repository (zhouhaoyi/ETDataset, CC BY-ND 4.0; see data/ETT-LICENSE.txt).
 
-    python data/make_example_workbook.py ../shared/data/ETTh1.csv
+    python data/make_example_workbook.py PATH/TO/ETTh1.csv
 """
 
 import sys
@@ -11,7 +12,9 @@ import pandas as pd
 from tasks.export import write_table
 
 if __name__ == "__main__":
-    source = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/ETTh1.csv")
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    source = Path(sys.argv[1])
     frame = pd.read_csv(source, parse_dates=["date"])
     out = write_table(frame, Path(__file__).with_name("ETTh1.xlsx"), sheet="ETTh1")
     back = pd.read_excel(out, engine="calamine")
