@@ -24,7 +24,7 @@ from tasks.promote import GateResult
 from tasks.settings import Settings
 from tasks.space import Proposer, Space, read_space, trial_name, trial_settings
 from tasks.split import required_rows
-from tasks.sweep import OBJECTIVE, earlier_trials, log_sweep, trial_record, trials_table
+from tasks.sweep import OBJECTIVE, best_forecasts, earlier_trials, log_sweep, trial_record, trials_table
 from tasks.tracking import registry, runs, store
 
 DEFAULT_TRIALS = 20  # for a space with ranges; a grid runs every combination
@@ -39,10 +39,6 @@ class SweepResult:
     best: dict[str, Any] | None  # the best trial's row of `table`
     version: str | None = None  # registered with --register best
     promotion: GateResult | None = None
-
-
-def fit_label(table: pd.DataFrame, run_id: str) -> str:
-    return table.loc[table["run_id"] == run_id, "name"].iloc[0]
 
 
 def refused(space: Space, base: Settings, rows: int) -> list[Problem]:
@@ -222,12 +218,10 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
         rows, curves, fits = run_trials(proposer, total, workers, parent, name, prepared, settings, earlier,
                                         (folds, fold_size) if objective == "backtest" else None)
         table = trials_table(earlier + rows)
-        chosen = [fits[r] for r in table["run_id"] if r in fits][:BEST_SHOWN]
-        forecasts = [(f"{fit_label(table, fit.run_id)} (val_mse {fit.metrics[OBJECTIVE]:.4f})",
-                      prepared.series.index[fit.test_starts[0]:fit.test_starts[1] - 1 + settings.window.horizon],
-                      fit.test_forecast) for fit in chosen]
         curves = {r["name"]: runs.metric_values(r["run_id"], "val_loss") for r in earlier if r["status"] == "FINISHED"} | curves
-        best = log_sweep(parent, table, list(space.axes), curves, forecasts, prepared.series[prepared.summary.target])
+        best = log_sweep(parent, table, list(space.axes), {k: v for k, v in curves.items() if v},
+                         best_forecasts(table, fits, prepared.series.index, BEST_SHOWN),
+                         prepared.series[prepared.summary.target])
         if best is None:
             raise NothingFinished(f"none of the {len(table)} trials finished (trials.csv on run {parent} says why)")
     print(f"best trial {best['name']}: {OBJECTIVE}={best[OBJECTIVE]:.4f} (run {best['run_id']})")

@@ -49,6 +49,19 @@ def trials_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return table.drop(columns=[k for k in SHOWN if k != OBJECTIVE and table[k].isna().all()])
 
 
+def best_forecasts(table: pd.DataFrame, fits: dict, index: pd.Index, shown: int) -> list:
+    """(label, times of the test targets, test forecasts [windows, H] in units) of the best `shown` trials
+    among those fitted by this command (`fits`: run id -> FitResult), for the parent's figure."""
+    out = []
+    for name, run_id in zip(table["name"], table["run_id"]):
+        fit = fits.get(run_id)
+        if fit is not None and len(out) < shown:
+            first, stop = fit.test_starts
+            out.append((f"{name} (val_mse {fit.metrics[OBJECTIVE]:.4f})",
+                        index[first:stop - 1 + fit.test_forecast.shape[1]], fit.test_forecast))
+    return out
+
+
 @task(cache_policy=NO_CACHE)
 def log_sweep(parent: str, table: pd.DataFrame, keys: list[str], curves: dict[str, list[float]],
               forecasts: list, actual: pd.Series) -> dict[str, Any] | None:
