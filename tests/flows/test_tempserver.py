@@ -96,7 +96,8 @@ def test_a_training_killed_with_sigkill_leaves_no_server(valid_workbook, tmp_pat
 @pytest.mark.slow
 def test_a_training_ended_by_timeout_leaves_no_server(valid_workbook, tmp_path):
     # `timeout` sends SIGTERM, which ends Python at once: no finally blocks, no atexit handlers.
-    proc, watch, out = _train(valid_workbook, tmp_path, "train.epochs=500", prefix=("timeout", "60"))
+    # Epochs enough for any machine to be still training when the timeout comes (500 took < 60 s on one).
+    proc, watch, out = _train(valid_workbook, tmp_path, "train.epochs=100000", prefix=("timeout", "60"))
     watch.wait_for_server()
     assert proc.wait(240) == 124  # timed out, not finished
     assert watch.alive_after(15) == [], "the temporary server outlived its command ended by timeout"
