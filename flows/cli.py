@@ -4,7 +4,6 @@ a tracking server that does not answer, in one line and exit code 1."""
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import sys
 from contextlib import contextmanager

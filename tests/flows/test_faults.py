@@ -7,15 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import keras
 import pytest
 from mlflow.tracking import MlflowClient
-from processes import BIN, TINY, Train, store_client
+from processes import TINY, Train, store_client
 from servers import MlflowServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

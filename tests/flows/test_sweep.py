@@ -7,7 +7,6 @@ training; Ctrl-C marking unfinished trials KILLED."""
 from __future__ import annotations
 
 import io
-import os
 import signal
 import subprocess
 import sys
