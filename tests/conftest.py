@@ -30,11 +30,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def worktree_files() -> set[str]:
-    """`git status` of the repository, ignored files included, less Python's and pytest's caches."""
+    """`git status` of the repository, ignored files included, less Python's and pytest's caches and the
+    virtual environments (Prefect's server unpacks its UI into site-packages the first time it starts)."""
     import subprocess
 
-    out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all", "--",
+                          ".", ":!.venv", ":!.venv-peer"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
     return {line for line in out.splitlines() if "__pycache__" not in line and ".pytest_cache" not in line}
 
 
