@@ -3,6 +3,7 @@ a tracking server that does not answer, in one line and exit code 1."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -146,9 +147,9 @@ def sweep(data: Data,
         if objective not in ("val", "backtest"):
             raise InputError([Problem(f"--objective {objective}: use 'val' or 'backtest'", "--objective val")])
         settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row, series)])
-        flow = _fanout_flow("flows.sweep", "sweep_flow", workers, dask_address)
-        result = flow(str(data), str(space), settings, trials, workers, name, register == "best", objective, folds,
-                      fold_size)
+        with _fanout_flow("flows.sweep", "sweep_flow", workers, dask_address) as flow:
+            result = flow(str(data), str(space), settings, trials, workers, name, register == "best", objective,
+                          folds, fold_size)
     best = result.best
     test = f"backtest_mse {best['backtest_mse']:.4f}" if "backtest_mse" in best else f"test_mse {best['test_mse']:.4f}"
     typer.echo(f"sweep {result.name}: run_id {result.run_id}; {len(result.table)} trials; best {best['name']} "
@@ -174,8 +175,8 @@ def backtest(data: Data,
         if refit not in ("every", "once"):
             raise InputError([Problem(f"--refit {refit}: use 'every' or 'once'", "--refit every")])
         settings = load_settings(config, [*set_, *_data_overrides(sheet, time_col, target, header_row, series)])
-        flow = _fanout_flow("flows.backtest", "backtest_flow", workers, dask_address)
-        result = flow(str(data), settings, folds, fold_size, refit, workers)
+        with _fanout_flow("flows.backtest", "backtest_flow", workers, dask_address) as flow:
+            result = flow(str(data), settings, folds, fold_size, refit, workers)
     s = result.scores
     typer.echo(f"run_id: {result.run_id}\nbacktest_mse: {s['backtest_mse']:.4f} ± {s['backtest_mse_std']:.4f} over "
                f"{s['folds_finished']:.0f} folds (repeat {s['repeat_backtest_mse']:.4f}, "
@@ -183,20 +184,25 @@ def backtest(data: Data,
     typer.echo(result.table[["fold", "origin", "test_mse", "repeat_test_mse", "status"]].to_string(index=False))
 
 
+@contextmanager
 def _fanout_flow(module: str, name: str, workers: int, dask_address: str | None):
-    """The flow on its Dask task runner (a local cluster of `workers`, or the one at `dask_address`), with
-    Prefect's temporary server (when no server is configured) started beside the imports; the local
-    cluster's worker processes are given its address, as they cannot find it themselves."""
+    """The flow on its Dask task runner: the cluster at `dask_address`, or a local one of `workers` started
+    first, so that its workers' imports run beside the command's and beside the start of Prefect's
+    temporary server (when no server is configured), whose address they inherit."""
     import importlib
 
-    connect_prefect = tempserver.start()
-    console.import_tensorflow()
-    from flows.fanout import check_store_shared, task_runner
+    from flows import cluster
 
-    check_store_shared(dask_address)
-    flow = getattr(importlib.import_module(module), name)
-    connect_prefect()  # sets PREFECT_API_URL, which the local cluster's worker processes inherit
-    return flow.with_options(task_runner=task_runner(workers, dask_address))
+    connect_prefect = tempserver.start()
+    with contextlib.ExitStack() as stack:
+        address = dask_address or stack.enter_context(cluster.local_cluster(workers))
+        console.import_tensorflow()
+        from flows.fanout import check_store_shared, task_runner
+
+        check_store_shared(dask_address)
+        flow = getattr(importlib.import_module(module), name)
+        connect_prefect()
+        yield flow.with_options(task_runner=task_runner(address))
 
 
 def _run_summary(result, settings) -> list[str]:

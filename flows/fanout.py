@@ -4,7 +4,6 @@ every unfinished one when the command is stopped), and their results are collect
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,18 +18,9 @@ from tasks.settings import Settings
 from tasks.tracking import runs, store
 
 
-def task_runner(workers: int, address: str | None) -> DaskTaskRunner:
-    """An existing Dask cluster (scheduler address), or a local one of `workers` processes with one thread
-    each: TensorFlow's own threads are set per fit (train.threads), and processes keep TensorFlow and
-    their imports loaded from one fit to the next."""
-    if address:
-        return DaskTaskRunner(address=address)
-    # A worker holding TensorFlow takes more than the nanny's 4 s to exit when the cluster closes, and
-    # the nanny says so for each, then stops it as it should: nothing for a user to act on.
-    logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": ":0",
-                                          "preload": [] if console.verbose() else ["flows.quiet_worker"]})
+def task_runner(address: str) -> DaskTaskRunner:
+    """The Dask cluster at `address`: one the user started, or the command's own (flows/cluster.py)."""
+    return DaskTaskRunner(address=address)
 
 
 def check_store_shared(address: str | None) -> None:

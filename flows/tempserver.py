@@ -45,6 +45,9 @@ def start() -> Callable[[], None]:
     # At exit, not at the end of the command's block: Prefect's log and event workers send what they
     # still hold at the interpreter's exit, before atexit handlers run (threading's shut-down).
     atexit.register(server.stop)
+    # Its address is known before it answers: processes the command starts from now on (a local Dask
+    # cluster's workers, started beside the imports) inherit it.
+    os.environ["PREFECT_API_URL"] = server.url
     return server.connect
 
 
@@ -58,15 +61,17 @@ class TemporaryServer:
         group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
         self.process = subprocess.Popen([sys.executable, "-m", "flows.tempserver"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, **group)
-
-    def ready(self, timeout: float = STARTUP_TIMEOUT) -> str:
-        """The server's API URL, once its health check answers."""
-        deadline = time.monotonic() + timeout
+        # The server prints its port before its imports: a fraction of a second.
         port = self.process.stdout.readline().strip()
         if not port:
             raise ServerDidNotStart(f"Prefect's temporary server exited (code {self.process.wait()}) before it "
                                     "listened; its messages are above")
-        url = f"http://127.0.0.1:{int(port)}/api"
+        self.url = f"http://127.0.0.1:{int(port)}/api"
+
+    def ready(self, timeout: float = STARTUP_TIMEOUT) -> str:
+        """The server's API URL, once its health check answers."""
+        deadline = time.monotonic() + timeout
+        url = self.url
         direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through an HTTP proxy
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
