@@ -27,6 +27,7 @@ from typing import Callable
 # Longer than Prefect's own 20 s: on a busy machine the server's start takes longer (issue 14).
 STARTUP_TIMEOUT = 120.0
 SHUTDOWN_GRACE = 10.0
+TEMPORARY_API = "LSTM_PIPELINE_TEMPORARY_PREFECT_API"  # the address of the command's server, inherited by its children
 
 
 class ServerDidNotStart(RuntimeError):
@@ -47,8 +48,14 @@ def start() -> Callable[[], None]:
     atexit.register(server.stop)
     # Its address is known before it answers: processes the command starts from now on (a local Dask
     # cluster's workers, started beside the imports) inherit it.
-    os.environ["PREFECT_API_URL"] = server.url
+    os.environ["PREFECT_API_URL"] = os.environ[TEMPORARY_API] = server.url
     return server.connect
+
+
+def temporary_api() -> str | None:
+    """The API URL of this command's temporary server, if it started one: a server that no other command
+    shares (a lock held there serializes nothing)."""
+    return os.environ.get(TEMPORARY_API)
 
 
 class TemporaryServer:

@@ -2,9 +2,10 @@
 rollback or a new challenger holds this lock from reading the aliases to writing them and their audit record.
 
 With a Prefect server (PREFECT_API_URL set) the lock is a Prefect global concurrency limit of one slot named
-after the model, shared by every process and machine that uses that server. Without one (Prefect's temporary
-per-command server cannot be shared) it is a file lock beside the local SQLite store; for another store
-(a tracking server, PostgreSQL) it sits in the temporary folder and serializes this machine only.
+after the model, shared by every process and machine that uses that server. Without one, or with the
+command's own temporary server (flows/tempserver.py), which no other command sees, it is a file lock beside
+the local SQLite store; for another store (a tracking server, PostgreSQL) it sits in the temporary folder
+and serializes this machine only.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def registry_lock(model_name: str) -> Iterator[None]:
     """Hold the registry of `model_name` (TimeoutError after WAIT_SECONDS)."""
     from prefect.settings import PREFECT_API_URL
 
-    if PREFECT_API_URL.value():
+    from flows.tempserver import temporary_api
+
+    if PREFECT_API_URL.value() and PREFECT_API_URL.value() != temporary_api():
         with _prefect_limit(model_name):
             yield
     else:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import io
 import json
 import re
 import socket
@@ -25,7 +27,10 @@ def register_model(model_uri: str, name: str, run_id: str) -> str:
     made = MlflowClient().search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if made:
         return str(min(int(v.version) for v in made))
-    version = mlflow.register_model(model_uri, name, tags={"run_id": run_id})
+    # MLflow prints what it does on stderr ("Created version '2' of model ..."); the command says which
+    # version it registered itself, in its summary. Failures are raised, not printed.
+    with contextlib.redirect_stderr(io.StringIO()):
+        version = mlflow.register_model(model_uri, name, tags={"run_id": run_id})
     return str(version.version)
 
 

@@ -1,7 +1,12 @@
 """The registry's audit trail and lock names, as plain functions (tests/flows/test_registry_load.py runs them
 against real stores and processes)."""
 
-from tasks.tracking.locks import limit_name, lock_path
+import pytest
+from filelock import FileLock, Timeout
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.tempserver import TEMPORARY_API
+from tasks.tracking.locks import limit_name, lock_path, registry_lock
 from tasks.tracking.registry import DROP, ROLLBACK, SET, Change, alias_trail
 
 
@@ -36,3 +41,13 @@ def test_lock_names():
     assert lock_path("m", "sqlite:////data/store/mlflow.db").as_posix() == "/data/store/mlflow.db.registry-m.lock"
     server = lock_path("m", "http://tracking:5000")
     assert server.name.startswith("lstm-pipeline-registry-") and server != lock_path("m", "http://other:5000")
+
+
+def test_a_command_with_its_own_temporary_prefect_server_takes_the_file_lock(monkeypatch):
+    """A global concurrency limit on a server that lives for one command serializes nothing: two local
+    `train` commands, each with its own temporary server, would change the registry at the same time."""
+    url = "http://127.0.0.1:1/api"  # never contacted: the file lock is taken without asking the server
+    monkeypatch.setenv(TEMPORARY_API, url)
+    with temporary_settings({PREFECT_API_URL: url}), registry_lock("temp-server-model"):
+        with pytest.raises(Timeout):
+            FileLock(lock_path("temp-server-model"), timeout=0).acquire()
