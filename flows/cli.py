@@ -214,9 +214,10 @@ def _run_summary(result, settings) -> list[str]:
 
     run, m = MlflowClient().get_run(result.run_id), result.metrics
     if run.data.tags.get("lstm_improved_on_start") == "true":
-        what = f"improved on the weights training started from (val_mse {m['val_mse']:.4f}, start {m['start_val_mse']:.4f})"
+        what = (f"improved on the weights training started from (val_loss {m['best_val_loss']:.4f}, "
+                f"start {m['start_val_mse']:.4f})")
     else:
-        what = f"no epoch beat the weights training started from (val {m['start_val_mse']:.4f})"
+        what = f"no epoch beat the weights training started from (val_loss {m['start_val_mse']:.4f})"
         if settings.model.linear_skip and settings.window.mode == "direct" and settings.train.patience:
             what += ": the model kept is the least-squares linear map of the window it started from"
     return [f"lstm: {what}", f"runs: {runs_page(run.info.experiment_id)}"]

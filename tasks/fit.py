@@ -57,7 +57,7 @@ class FitResult:
     """What a caller needs of a finished fit: plain values that cross processes."""
 
     run_id: str
-    metrics: dict[str, float]  # the test metrics of model and baselines, `val_mse`, `start_val_mse`
+    metrics: dict[str, float]  # test metrics of model and baselines, `val_mse`, `start_val_mse`, `best_val_loss`
     history: dict[str, list[float]]  # per epoch `loss`, `val_loss`
     model_uri: str | None  # the logged pyfunc, to register (None when not logged)
     test_starts: tuple[int, int]  # [first, last + 1) test origin, as row numbers of the series
@@ -118,6 +118,10 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: Bounds, log_mo
     metrics = evaluate_forecasts(values, test, test_pred, scaler, train_units, season, halfwidth)
     metrics |= {"val_mse": float(np.mean((val_pred - val_true) ** 2)), "start_val_mse": history["val_loss_start"][0],
                 "train_seconds": train_seconds}
+    if history.get("val_loss"):
+        # The training loss on val of the kept weights: what `start_val_mse` is comparable with (in seq2seq
+        # mode `val_mse` scores rolled H-step forecasts, the loss next-step predictions).
+        metrics["best_val_loss"] = min(history["val_loss"])
     step_mse = np.mean((test_pred - target_windows(values, test, w.horizon)) ** 2, axis=0).tolist()
     scored = []
     for start, stop in segments:

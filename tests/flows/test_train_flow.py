@@ -46,6 +46,11 @@ def test_run_records_params_epochs_metrics_dataset_and_artifacts(trained):
         assert np.isfinite(run.data.metrics[key]), key
     for key in ("loss", "val_loss"):
         assert [m.step for m in client.get_metric_history(result.run_id, key)] == [1, 2]
+    # What the `lstm:` line compares: the kept weights' val loss with the start's, one quantity.
+    val_loss = [m.value for m in client.get_metric_history(result.run_id, "val_loss")]
+    assert run.data.metrics["best_val_loss"] == pytest.approx(min(val_loss))
+    improved = run.data.metrics["best_val_loss"] < run.data.metrics["start_val_mse"]
+    assert run.data.tags["lstm_improved_on_start"] == str(improved).lower()
     assert run.data.tags["prefect_flow_run_id"] and "git_commit" in run.data.tags
     dataset = run.inputs.dataset_inputs[0].dataset
     assert dataset.name == "station.xlsx" and "OT" in dataset.schema
