@@ -156,6 +156,7 @@ def sweep(data: Data,
                f"val_mse {best['val_mse']:.4f} ({test}, run {best['run_id']})")
     if result.version:
         typer.echo(f"model: {settings.registry.model_name} version {result.version}\npromotion: {result.promotion}")
+    typer.echo(_runs_line(result.run_id))
 
 
 @app.command()
@@ -182,6 +183,7 @@ def backtest(data: Data,
                f"{s['folds_finished']:.0f} folds (repeat {s['repeat_backtest_mse']:.4f}, "
                f"seasonal naive {s['seasonal_naive_backtest_mse']:.4f})")
     typer.echo(result.table[["fold", "origin", "test_mse", "repeat_test_mse", "status"]].to_string(index=False))
+    typer.echo(_runs_line(result.run_id))
 
 
 @contextmanager
@@ -210,8 +212,6 @@ def _run_summary(result, settings) -> list[str]:
     `lstm_improved_on_start` says the same), and where the MLflow UI lists the run."""
     from mlflow.tracking import MlflowClient
 
-    from tasks.tracking.store import runs_page
-
     run, m = MlflowClient().get_run(result.run_id), result.metrics
     if run.data.tags.get("lstm_improved_on_start") == "true":
         what = (f"improved on the weights training started from (val_loss {m['best_val_loss']:.4f}, "
@@ -220,7 +220,16 @@ def _run_summary(result, settings) -> list[str]:
         what = f"no epoch beat the weights training started from (val_loss {m['start_val_mse']:.4f})"
         if settings.model.linear_skip and settings.window.mode == "direct" and settings.train.patience:
             what += ": the model kept is the least-squares linear map of the window it started from"
-    return [f"lstm: {what}", f"runs: {runs_page(run.info.experiment_id)}"]
+    return [f"lstm: {what}", _runs_line(result.run_id)]
+
+
+def _runs_line(run_id: str) -> str:
+    """Where the MLflow UI lists the run (a sweep's or backtest's with its child runs under it)."""
+    from mlflow.tracking import MlflowClient
+
+    from tasks.tracking.store import runs_page
+
+    return f"runs: {runs_page(MlflowClient().get_run(run_id).info.experiment_id)}"
 
 
 @app.command()

@@ -60,6 +60,7 @@ def test_each_fold_is_a_child_run_scored_on_its_own_windows(every):
         assert [m.step for m in MlflowClient().get_metric_history(fold.info.run_id, "loss")] == [1, 2]
         assert {"forecast.png", "scaler.json"} <= {a.path for a in MlflowClient().list_artifacts(fold.info.run_id)}
     assert "3 of 3 folds finished" in done.stderr
+    assert f"#/experiments/{parent.info.experiment_id}?workflowType=machine_learning" in done.stdout
 
 
 def test_each_fold_normalizes_with_its_own_train_rows(every, valid_workbook):

@@ -97,6 +97,8 @@ def test_the_parent_run_holds_the_comparison_and_chooses_on_val(first_sweep):
     table = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/trials.csv")))
     assert list(table["name"]) == ["u4-lr0.01", "u4-lr1e+30"] and list(table["status"]) == ["FINISHED", "FAILED"]
     assert f"best u4-lr0.01 val_mse {good.data.metrics['val_mse']:.4f}" in first_sweep.stdout
+    # where to compare the trials: the experiment's runs table (not MLflow 3's GenAI overview)
+    assert f"#/experiments/{parent.info.experiment_id}?workflowType=machine_learning" in first_sweep.stdout
 
 
 def test_trials_are_task_runs_of_the_sweeps_flow_run(first_sweep, prefect_server):
