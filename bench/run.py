@@ -377,7 +377,9 @@ def report(saved: dict) -> str:
 
 def phase_table(spent: dict[str, dict[str, float]], what: str) -> str:
     total = sum(p["s"] for p in spent.values())
-    rows = "".join(f"| {name} | {p['s']:.1f} | {100 * p['s'] / total:.0f}% | {p['peak_mb']:.0f} |\n"
+    # A phase shorter than the sampling interval may hold no sample: no peak to show.
+    peak = lambda mb: f"{mb:.0f}" if mb else "–"  # noqa: E731
+    rows = "".join(f"| {name} | {p['s']:.1f} | {100 * p['s'] / total:.0f}% | {peak(p['peak_mb'])} |\n"
                    for name, p in spent.items())
     return f"| phase ({what}) | s | share | peak RSS MB (sampled) |\n|---|---:|---:|---:|\n{rows}"
 
