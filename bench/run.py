@@ -127,7 +127,7 @@ def accuracy(data: Path, env: dict) -> dict:
         assert abs(mine["repeat"][0] - m["repeat_test_mse"]) < 1e-6, (mine["repeat"], m["repeat_test_mse"])
         out[horizon] = {
             "model": (m["test_mse"], m["test_mae"]), "start_val_mse": m["start_val_mse"],
-            "best_val_loss": m["best_val_loss"], "val_mse": m["val_mse"],
+            "kept_val_loss": m["kept_val_loss"], "val_mse": m["val_mse"],
             "lstm_improved_on_start": run_tag(env, run_id, "lstm_improved_on_start"),
             "repeat": (m["repeat_test_mse"], m["repeat_test_mae"]),
             "seasonal_naive": (m["seasonal_naive_test_mse"], m["seasonal_naive_test_mae"]),
@@ -296,7 +296,7 @@ def what_the_model_is(acc: dict) -> str:
     """Per horizon: did any epoch of the LSTM beat the least-squares start on val (the run's tag)?"""
     def one(h: int, a: dict) -> str:
         if a["lstm_improved_on_start"] == "true":
-            return (f"H={h}: the LSTM improved on its least-squares start (val loss {a['best_val_loss']:.4f} from "
+            return (f"H={h}: the LSTM improved on its least-squares start (val loss {a['kept_val_loss']:.4f} from "
                     f"{a['start_val_mse']:.4f})")
         return (f"H={h}: no epoch beat the least-squares start (val loss {a['start_val_mse']:.4f}), so the model is "
                 "that linear map of the window; the LSTM adds nothing")

@@ -214,7 +214,7 @@ def _run_summary(result, settings) -> list[str]:
 
     run, m = MlflowClient().get_run(result.run_id), result.metrics
     if run.data.tags.get("lstm_improved_on_start") == "true":
-        what = (f"improved on the weights training started from (val_loss {m['best_val_loss']:.4f}, "
+        what = (f"improved on the weights training started from (val_loss {m['kept_val_loss']:.4f}, "
                 f"start {m['start_val_mse']:.4f})")
     else:
         what = f"no epoch beat the weights training started from (val_loss {m['start_val_mse']:.4f})"

@@ -5,10 +5,13 @@ server starts, instead of after them."""
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
 from flows import console
+
+SPAWN_TIMEOUT = 30.0  # seconds for the nannies to start the worker processes (not for the workers to be ready)
 
 
 @contextmanager
@@ -25,6 +28,17 @@ def local_cluster(workers: int) -> Iterator[str]:
                            preload=[] if console.verbose() else ["flows.quiet_worker"])
     try:
         cluster.scale(workers)  # returns at once; the nannies start the workers in the background
+        # A worker process takes this process's stderr as it starts. Wait until they all exist: the
+        # command then points its stderr elsewhere for a moment (the filter around TensorFlow's import,
+        # flows/console.py), and a worker started then would write into that for the rest of its life.
+        deadline = time.monotonic() + SPAWN_TIMEOUT
+        while not _spawned(cluster, workers) and time.monotonic() < deadline:
+            time.sleep(0.02)
         yield cluster.scheduler_address
     finally:
         cluster.close()
+
+
+def _spawned(cluster, workers: int) -> bool:
+    nannies = list(cluster.workers.values())
+    return len(nannies) == workers and all(nanny.pid for nanny in nannies)

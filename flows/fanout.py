@@ -11,7 +11,6 @@ from typing import Any
 from prefect.futures import PrefectFuture, as_completed
 from prefect_dask import DaskTaskRunner
 
-from flows import console
 from tasks.errors import InputError, Problem
 from tasks.fit import FitResult, Prepared, fit_child
 from tasks.settings import Settings

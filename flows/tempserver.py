@@ -49,6 +49,8 @@ def start() -> Callable[[], None]:
     # Its address is known before it answers: processes the command starts from now on (a local Dask
     # cluster's workers, started beside the imports) inherit it.
     os.environ["PREFECT_API_URL"] = os.environ[TEMPORARY_API] = server.url
+    # No UI here (and the server is gone after the command): no "View at <url>" link to it in the log.
+    os.environ["PREFECT_UI_URL"] = ""
     return server.connect
 
 
@@ -103,8 +105,6 @@ class TemporaryServer:
         from prefect.context import refresh_global_settings_context
 
         os.environ["PREFECT_API_URL"] = self.ready()
-        # No UI here (and the server is gone after the command): no "View at <url>" link to it in the log.
-        os.environ["PREFECT_UI_URL"] = ""
         refresh_global_settings_context()
 
     def stop(self) -> None:

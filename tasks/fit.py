@@ -57,7 +57,7 @@ class FitResult:
     """What a caller needs of a finished fit: plain values that cross processes."""
 
     run_id: str
-    metrics: dict[str, float]  # test metrics of model and baselines, `val_mse`, `start_val_mse`, `best_val_loss`
+    metrics: dict[str, float]  # test metrics of model and baselines, `val_mse`, `start_val_mse`, `kept_val_loss`
     history: dict[str, list[float]]  # per epoch `loss`, `val_loss`
     model_uri: str | None  # the logged pyfunc, to register (None when not logged)
     test_starts: tuple[int, int]  # [first, last + 1) test origin, as row numbers of the series
@@ -116,12 +116,10 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: Bounds, log_mo
     season = settings.evaluate.season or season_length(summary.frequency, summary.step)
     train_units = series[summary.target].to_numpy()[slice(*bounds.train)]
     metrics = evaluate_forecasts(values, test, test_pred, scaler, train_units, season, halfwidth)
+    # `kept_val_loss` is what `start_val_mse` compares with: both the training loss on val (in seq2seq mode
+    # `val_mse` scores rolled H-step forecasts, the loss next-step predictions).
     metrics |= {"val_mse": float(np.mean((val_pred - val_true) ** 2)), "start_val_mse": history["val_loss_start"][0],
-                "train_seconds": train_seconds}
-    if history.get("val_loss"):
-        # The training loss on val of the kept weights: what `start_val_mse` is comparable with (in seq2seq
-        # mode `val_mse` scores rolled H-step forecasts, the loss next-step predictions).
-        metrics["best_val_loss"] = min(history["val_loss"])
+                "kept_val_loss": history["val_loss_kept"][0], "train_seconds": train_seconds}
     step_mse = np.mean((test_pred - target_windows(values, test, w.horizon)) ** 2, axis=0).tolist()
     scored = []
     for start, stop in segments:
@@ -129,8 +127,8 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: Bounds, log_mo
         rows = slice(part.start - test.start, part.stop - test.start)
         scored.append(evaluate_forecasts(values, part, test_pred[rows], scaler, train_units, season, halfwidth))
 
-    # The LSTM is kept only where it beat the weights training started from; say which, on every run.
-    improved = min(history.get("val_loss", [math.inf])) < history["val_loss_start"][0]
+    # Did the weights kept beat those training started from? Said on every run.
+    improved = history["val_loss_kept"][0] < history["val_loss_start"][0]
     packaged = package_model(model, summary, scaler, settings, series, halfwidth, bounds) if log_model else None
     figures = make_figures(series, summary.target, test, scaler.inverse_target(test_pred),
                            packaged["output_example"] if packaged else None, history, title)

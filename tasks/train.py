@@ -109,7 +109,8 @@ class EarlyStoppingFromStart(keras.callbacks.EarlyStopping):
 def fit_model(values: np.ndarray, bounds: Bounds, settings: Settings, callbacks: list = (),
               backup_dir: Path | None = None) -> tuple[keras.Model, dict[str, list[float]]]:
     """Train on the train split, early-stop on the val split; returns the best model and its history
-    (per epoch `loss`, `val_loss`; and `val_loss_start`, before the first epoch)."""
+    (per epoch `loss`, `val_loss`; `val_loss_start`, before the first epoch; `val_loss_kept`, of the
+    weights returned)."""
     w, t = settings.window, settings.train
     limit_threads(t.threads)
     seed_everything(t.seed, xla=t.jit_compile)
@@ -135,7 +136,12 @@ def fit_model(values: np.ndarray, bounds: Bounds, settings: Settings, callbacks:
         cbs.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
     history = model.fit(train, validation_data=val, epochs=t.epochs, callbacks=cbs, verbose=0, shuffle=False)
     model.jit_compile, model.steps_per_execution = False, 1
-    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()} | {"val_loss_start": [start_loss]}
+    losses = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    val_loss = losses.get("val_loss", [])
+    # The val loss of the weights returned: with early stopping the best of the start and the epochs (restored
+    # as training ends), without it the last epoch's.
+    kept = min([start_loss, *val_loss]) if t.patience else (val_loss or [start_loss])[-1]
+    return model, losses | {"val_loss_start": [start_loss], "val_loss_kept": [kept]}
 
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -144,6 +150,6 @@ def train_model(values: np.ndarray, bounds: Bounds, settings: Settings, callback
     logger = get_run_logger()
     model, history = fit_model(values, bounds, settings, [ProgressLog(logger, settings.train.epochs), *callbacks],
                                backup_dir)
-    if settings.train.patience and min(history["val_loss"]) >= history["val_loss_start"][0]:
+    if settings.train.patience and history["val_loss_kept"][0] >= history["val_loss_start"][0]:
         logger.info("kept the starting weights: no epoch beat their val_loss %.4f", history["val_loss_start"][0])
     return model, history

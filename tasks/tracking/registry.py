@@ -8,6 +8,7 @@ import io
 import json
 import re
 import socket
+import sys
 import uuid
 from dataclasses import asdict, dataclass
 
@@ -20,6 +21,8 @@ from prefect.cache_policies import NO_CACHE
 from tasks.errors import InputError, Problem
 from tasks.tracking.locks import registry_lock
 
+REGISTERED = re.compile(r"Successfully registered model |Registered model .* already exists|Created version ")
+
 
 def register_model(model_uri: str, name: str, run_id: str) -> str:
     """A new version of the registered model; returns its version number. A second call for the same run
@@ -27,10 +30,13 @@ def register_model(model_uri: str, name: str, run_id: str) -> str:
     made = MlflowClient().search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if made:
         return str(min(int(v.version) for v in made))
-    # MLflow prints what it does on stderr ("Created version '2' of model ..."); the command says which
-    # version it registered itself, in its summary. Failures are raised, not printed.
-    with contextlib.redirect_stderr(io.StringIO()):
+    # MLflow prints what it registers on stderr ("Created version '2' of model ..."), which the command's
+    # summary says too; anything else it writes there (its warnings) passes through.
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
         version = mlflow.register_model(model_uri, name, tags={"run_id": run_id})
+    sys.stderr.write("".join(line for line in printed.getvalue().splitlines(keepends=True)
+                             if not REGISTERED.match(line)))
     return str(version.version)
 
 

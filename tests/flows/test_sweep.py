@@ -75,6 +75,12 @@ def test_each_trial_is_a_child_run_logged_as_a_training_run_is(first_sweep):
     assert {"forecast.png", "loss_curves.png", "config.yaml"} <= {a.path for a in client.list_artifacts(good.info.run_id)}
 
 
+def test_the_workers_lines_reach_the_commands_console(first_sweep):
+    """The workers start while the command imports TensorFlow, when its stderr passes through a filter for a
+    moment; a worker started then would write its lines (a trial's epochs, its errors) there, unseen."""
+    assert "epoch 2/2" in first_sweep.stderr
+
+
 def test_a_failing_trial_is_recorded_failed_with_its_reason_and_the_sweep_goes_on(first_sweep):
     client = MlflowClient()
     parent = parent_of(client, "sweep-test", "grid")

@@ -16,6 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from flows.tempserver import TEMPORARY_API
+
 BIN = Path(sys.executable).parent
 TINY = ["data.target=OT", "split.train=0.6", "split.val=0.2", "split.test=0.2", "window.input_length=24",
         "window.horizon=6", "model.layers=1", "model.units=4", "train.patience=0",
@@ -149,3 +151,15 @@ def test_a_flow_runs_on_the_temporary_server_and_it_stops():
     assert done.returncode == 0, done.stderr[-3000:]
     assert [line for line in done.stdout.splitlines() if line.split()[0] in ("settings", "flow", "stopped")] == \
         ["settings True", "flow True", "stopped True"]
+
+
+@pytest.mark.slow
+def test_a_command_marks_its_own_server_as_temporary_for_the_registry_lock():
+    """tasks/tracking/locks.py takes the file lock when the Prefect API is the command's own server, which
+    it knows by this mark; without it, two local commands would each hold a limit on their own server."""
+    code = ("import os; from flows import tempserver; connect = tempserver.start(); "
+            "print('marked', tempserver.temporary_api() == os.environ['PREFECT_API_URL'] is not None)")
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", TEMPORARY_API)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "marked True" in done.stdout

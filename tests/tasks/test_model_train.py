@@ -54,6 +54,7 @@ def test_least_squares_start_is_kept_when_no_epoch_beats_it():
     values = (np.sin(2 * np.pi * np.arange(400) / 24) + 5).astype(np.float32)[:, None]
     model, history = fit_model(values, Bounds((0, 300), (300, 350), (350, 400)), s)
     assert history["val_loss_start"][0] < 1e-3 < min(history["val_loss"])
+    assert history["val_loss_kept"] == history["val_loss_start"]  # what the run reports as kept_val_loss
     x = np.stack([values[t - 24:t] for t in range(350, 395)])  # [45, 24, 1]
     y = np.stack([values[t:t + 6, 0] for t in range(350, 395)])
     assert np.mean((predict_horizon(model, x, "direct", 6) - y) ** 2) < 1e-3
