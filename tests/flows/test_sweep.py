@@ -201,7 +201,8 @@ def test_a_sweep_on_a_dask_scheduler_and_workers_that_reach_an_mlflow_server(cli
     client = MlflowClient(server.url)
     try:
         trials = children(client, parent_of(client, "sweep-remote", "remote").info.run_id)
-        assert sorted((r.info.run_name, r.info.status) for r in trials) == [("u4", "FINISHED"), ("u8", "FINISHED")]
+        assert sorted((r.info.run_name, r.info.status) for r in trials) == [("u4", "FINISHED"), ("u8", "FINISHED")], \
+            [r.data.tags.get("failure") for r in trials]
         assert all(r.data.tags["model_uri"].startswith("models:/") for r in trials)
     finally:
         server.stop()
