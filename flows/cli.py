@@ -216,10 +216,13 @@ def _run_summary(result, settings) -> list[str]:
     if run.data.tags.get("lstm_improved_on_start") == "true":
         what = (f"improved on the weights training started from (val_loss {m['kept_val_loss']:.4f}, "
                 f"start {m['start_val_mse']:.4f})")
-    else:
+    elif settings.train.patience:
         what = f"no epoch beat the weights training started from (val_loss {m['start_val_mse']:.4f})"
-        if settings.model.linear_skip and settings.window.mode == "direct" and settings.train.patience:
+        if settings.model.linear_skip and settings.window.mode == "direct":
             what += ": the model kept is the least-squares linear map of the window it started from"
+    else:  # without early stopping the last epoch is kept, better or not
+        what = (f"the last epoch's weights (kept: train.patience is 0) did not beat those training started from "
+                f"(val_loss {m['kept_val_loss']:.4f}, start {m['start_val_mse']:.4f})")
     return [f"lstm: {what}", _runs_line(result.run_id)]
 
 
