@@ -87,9 +87,10 @@ class TrainSettings(_Section):
     # XLA: several times faster per step for small batches and layers (the seed preset), no gain at
     # batch 256, and it compiles for seconds first.
     jit_compile: bool = False
-    # Threads per TF op. One is fastest for small LSTMs (handing a small matmul to a second thread costs
-    # more than it saves; the seed preset trains 2x faster) and leaves a core to the input pipeline.
-    # 0: TF's default, one per core.
+    # Threads of one fit: within a TF op, between ops, and gathering windows (tf.data). One is fastest for
+    # small LSTMs (handing a small matmul to a second thread costs more than it saves; the seed preset
+    # trains 2x faster), and it keeps a fit to about one core, so that a sweep's two workers on two cores
+    # do not slow each other down (BENCHMARKS.md, sweeps). 0: TF's defaults, a thread per core in each.
     threads: NonNegativeInt = 1
 
 

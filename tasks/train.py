@@ -33,10 +33,11 @@ def seed_everything(seed: int, xla: bool = False) -> None:
 
 
 def limit_threads(threads: int) -> None:
-    """Threads per TF op (0: TF's default). TF fixes the number at its first op, so a process that has
-    already run TF keeps what it had."""
+    """Threads within one TF op and for running ops side by side (0: TF's defaults, one per core). TF
+    fixes both at its first op, so a process that has already run TF keeps what it had."""
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         pass
 
@@ -117,11 +118,11 @@ def fit_model(values: np.ndarray, bounds: Bounds, settings: Settings, callbacks:
     train_origins = origins(bounds.train, w)
     # XLA compiles once per batch shape: a last, smaller batch would cost a second compile (seconds).
     train = make_windows(values, train_origins, w, t.batch_size, shuffle_seed=t.seed,
-                         drop_remainder=t.jit_compile and len(train_origins) > t.batch_size)
-    val = make_windows(values, origins(bounds.val, w), w, max(t.batch_size, 256))
+                         drop_remainder=t.jit_compile and len(train_origins) > t.batch_size, threads=t.threads)
+    val = make_windows(values, origins(bounds.val, w), w, max(t.batch_size, 256), threads=t.threads)
     model = build_model(settings, channels=values.shape[1])
     if settings.model.linear_skip and w.mode == "direct":
-        solve_linear_skip(model, make_windows(values, train_origins, w, 1024))
+        solve_linear_skip(model, make_windows(values, train_origins, w, 1024, threads=t.threads))
     model.compile(optimizer=keras.optimizers.Adam(t.learning_rate), loss=LOSSES[t.loss])
     # Set on the model rather than passed to compile(), whose arguments are saved with the model: a loaded
     # model should not XLA-compile again for every new batch shape it forecasts. Several steps per call

@@ -26,9 +26,10 @@ def origins(segment: tuple[int, int], cfg: WindowSettings, training: bool = True
 
 def make_windows(values: np.ndarray, starts: range, cfg: WindowSettings, batch_size: int,
                  training: bool = True, shuffle_seed: int | None = None,
-                 drop_remainder: bool = False) -> tf.data.Dataset:
+                 drop_remainder: bool = False, threads: int = 0) -> tf.data.Dataset:
     """Batches of (x [batch, L, channels], y [batch, H] or [batch, L]) from `values` [rows, channels];
-    `drop_remainder` leaves out a last, smaller batch (reshuffled, its windows come back next epoch)."""
+    `drop_remainder` leaves out a last, smaller batch (reshuffled, its windows come back next epoch);
+    `threads` > 0 gathers them on that many threads of the pipeline's own (0: tf.data's autotuned pool)."""
     series = tf.constant(values, dtype=tf.float32)  # [rows, channels]; column 0 is the target
     target = series[:, 0]
     lookback = tf.range(-cfg.input_length, 0, dtype=tf.int64)
@@ -53,7 +54,15 @@ def make_windows(values: np.ndarray, starts: range, cfg: WindowSettings, batch_s
         # "Your input ran out of data") in every epoch that is not a whole number of steps_per_execution.
         batches = len(starts) // batch_size if drop_remainder else -(-len(starts) // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
-    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    if threads:
+        # tf.data's default: a pool of a thread per core, which its autotuner keeps busy; beside another
+        # fit on the other core, both fits slowed down (train.threads in tasks/settings.py).
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = threads
+        options.autotune.enabled = False
+        ds = ds.with_options(options)
+    return ds
 
 
 def target_windows(values: np.ndarray, starts: range, horizon: int) -> np.ndarray:

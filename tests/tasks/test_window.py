@@ -88,3 +88,13 @@ def test_keras_knows_the_shuffled_batch_count_and_never_runs_out_of_data():
         warnings.simplefilter("always")
         model.fit(make_windows(VALUES, starts, cfg, 7, shuffle_seed=1), epochs=2, verbose=0)
     assert not [w for w in caught if "ran out of data" in str(w.message)]
+
+
+def test_windows_gathered_on_the_threads_asked_for():
+    """A fit's pipeline keeps to train.threads; tf.data's default pool (a thread per core, autotuned)
+    slowed a second fit on the other core down."""
+    cfg = WindowSettings(input_length=5, horizon=2)
+    starts = origins((0, 40), cfg)
+    options = make_windows(VALUES, starts, cfg, 7, shuffle_seed=1, threads=1).options()
+    assert options.threading.private_threadpool_size == 1 and options.autotune.enabled is False
+    assert make_windows(VALUES, starts, cfg, 7, shuffle_seed=1).options().threading.private_threadpool_size is None
