@@ -87,10 +87,10 @@ class TrainSettings(_Section):
     # XLA: several times faster per step for small batches and layers (the seed preset), no gain at
     # batch 256, and it compiles for seconds first.
     jit_compile: bool = False
-    # Threads of one fit: within a TF op, between ops, and gathering windows (tf.data). One is fastest for
-    # small LSTMs (handing a small matmul to a second thread costs more than it saves; the seed preset
-    # trains 2x faster), and it keeps a fit to about one core, so that a sweep's two workers on two cores
-    # do not slow each other down (BENCHMARKS.md, sweeps). 0: TF's defaults, a thread per core in each.
+    # Threads per TF op, and threads gathering the windows (tf.data). One per op is fastest for small
+    # LSTMs (handing a small matmul to a second thread costs more than it saves; the seed preset trains
+    # 2x faster); one gathering is as fast as tf.data's autotuned pool of a thread per core, which slowed
+    # a sweep's second worker on the other core down (BENCHMARKS.md). 0: TF's defaults, one per core.
     threads: NonNegativeInt = 1
 
 

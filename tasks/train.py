@@ -33,11 +33,10 @@ def seed_everything(seed: int, xla: bool = False) -> None:
 
 
 def limit_threads(threads: int) -> None:
-    """Threads within one TF op and for running ops side by side (0: TF's defaults, one per core). TF
-    fixes both at its first op, so a process that has already run TF keeps what it had."""
+    """Threads per TF op (0: TF's default). TF fixes the number at its first op, so a process that has
+    already run TF keeps what it had."""
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         pass
 

@@ -87,15 +87,3 @@ def test_seq2seq_trains_through_fit_model_and_rolls_out_h_steps():
     forecast = predict_horizon(model, values[None, -16:], "seq2seq", 5)
     assert forecast.shape == (1, 5) and np.isfinite(forecast).all()
 
-
-def test_a_fit_limits_tfs_threads_within_and_between_ops():
-    """train.threads sets both of TF's pools; they can be set only before TF's first op, so in a fresh
-    process, as a command or a Dask worker starts."""
-    import subprocess
-    import sys
-
-    code = ("import tensorflow as tf; from tasks.train import limit_threads; limit_threads(1); "
-            "print(tf.config.threading.get_intra_op_parallelism_threads(), "
-            "tf.config.threading.get_inter_op_parallelism_threads())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["1", "1"]
