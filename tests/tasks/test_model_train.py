@@ -5,6 +5,7 @@ from tasks.model import build_model, predict_horizon
 from tasks.settings import parse_settings
 from tasks.split import Bounds
 from tasks.train import fit_model
+from tasks.window import make_windows
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +88,20 @@ def test_seq2seq_trains_through_fit_model_and_rolls_out_h_steps():
     forecast = predict_horizon(model, values[None, -16:], "seq2seq", 5)
     assert forecast.shape == (1, 5) and np.isfinite(forecast).all()
 
+
+def test_every_pipeline_of_a_fit_gathers_on_train_threads(monkeypatch):
+    """tf.data's default pool beside another fit slowed both down (a sweep's 2 workers): the train, val
+    and least-squares-start pipelines all take train.threads."""
+    import tasks.train
+
+    asked = []
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs.get("threads", 0))
+        return make_windows(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.train, "make_windows", recording)
+    s = parse_settings({"window": {"input_length": 24, "horizon": 6}, "model": {"layers": 1, "units": 4},
+                        "train": {"epochs": 1, "batch_size": 32, "threads": 1}})
+    fit_model(_series(), Bounds((0, 300), (300, 350), (350, 400)), s)
+    assert asked == [1, 1, 1]
