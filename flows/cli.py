@@ -208,12 +208,10 @@ def _fanout_flow(module: str, name: str, workers: int, dask_address: str | None)
 
 
 def _run_summary(result, settings) -> list[str]:
-    """What the model is (did an epoch beat the weights training started from? the run's tag
-    `lstm_improved_on_start` says the same), and where the MLflow UI lists the run."""
-    from mlflow.tracking import MlflowClient
-
-    run, m = MlflowClient().get_run(result.run_id), result.metrics
-    if run.data.tags.get("lstm_improved_on_start") == "true":
+    """What the model is (did the weights kept beat those training started from? the run's tag
+    `lstm_improved_on_start` says the same, from the same two metrics), and where the MLflow UI lists the run."""
+    m = result.metrics
+    if m["kept_val_loss"] < m["start_val_mse"]:
         what = (f"improved on the weights training started from (val_loss {m['kept_val_loss']:.4f}, "
                 f"start {m['start_val_mse']:.4f})")
     elif settings.train.patience:
