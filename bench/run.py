@@ -174,7 +174,7 @@ GROUPS = {  # task name -> phase; tasks not listed keep their own name
     "read_workbook": "ingest, clean, validate, normalize", "clean_data": "ingest, clean, validate, normalize",
     "validate_data": "ingest, clean, validate, normalize", "normalize_series": "ingest, clean, validate, normalize",
     "train_model": TRAINING,
-    # Between train_model and package_model: val and test forecasts, intervals and metrics (tasks/fit.py).
+    # Between train_model and package_model: val and test forecasts, intervals and metrics (tasks/runs/fit.py).
     "package_model": "evaluation, forecast example, plots", "make_figures": "evaluation, forecast example, plots",
     "register_version": "MLflow: params, metrics, artifacts, model, registry",
     "publish_report": "MLflow: params, metrics, artifacts, model, registry",
@@ -214,10 +214,10 @@ def phases(done: Finished) -> dict[str, dict[str, float]]:
     return spent
 
 
-STARTS = {  # what a `train` command starts with, each timed alone in a fresh process (as flows/cli.py sets it up)
+STARTS = {  # what a `train` command starts with, each timed alone in a fresh process (as flows/cli/ sets it up)
     "imports (flows.train)": "import flows.cli, time; t = time.perf_counter(); import flows.train; "
                              "print('seconds', time.perf_counter() - t)",
-    "Prefect temporary server start": "import flows.cli, time; from flows.tempserver import TemporaryServer as S; "
+    "Prefect temporary server start": "import flows.cli, time; from services.tempserver import TemporaryServer as S; "
                                       "t = time.perf_counter(); s = S(); s.ready(); print('seconds', time.perf_counter() - t); s.stop()",
 }
 

@@ -5,7 +5,7 @@ thread settings per process), printed as JSON.
 
 `plain`: the product's network (default settings) fit the way a Keras script would: every window
 materialized as NumPy arrays, `compile(optimizer="adam", loss="mse")` and `fit(x, y)` with Keras'
-defaults (batch 32, TF's threads). `product`: `tasks.train.fit_model`, as `lstm-pipeline train` runs it
+defaults (batch 32, TF's threads). `product`: `tasks.model.train.fit_model`, as `lstm-pipeline train` runs it
 (its batch size, tf.data windows, threads and a validation pass every epoch).
 """
 
@@ -22,15 +22,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.protocol import L, SPLIT  # noqa: E402
-from tasks.ingest import read_table  # noqa: E402
-from tasks.model import build_model  # noqa: E402
-from tasks.normalize import fit_scaler  # noqa: E402
+from bench.protocol import SPLIT, L  # noqa: E402
+from tasks.data.ingest import read_table  # noqa: E402
+from tasks.data.validate import validate_table  # noqa: E402
+from tasks.model.network import build_model  # noqa: E402
+from tasks.model.train import fit_model  # noqa: E402
+from tasks.prepare.normalize import fit_scaler  # noqa: E402
+from tasks.prepare.split import split_bounds  # noqa: E402
+from tasks.prepare.window import origins  # noqa: E402
 from tasks.settings import load_settings  # noqa: E402
-from tasks.split import split_bounds  # noqa: E402
-from tasks.train import fit_model  # noqa: E402
-from tasks.validate import validate_table  # noqa: E402
-from tasks.window import origins  # noqa: E402
 
 
 class EpochClock(keras.callbacks.Callback):

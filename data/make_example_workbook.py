@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.export import write_table
+from tasks.report.export import write_table
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:

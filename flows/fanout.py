@@ -12,13 +12,13 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect_dask import DaskTaskRunner
 
 from tasks.errors import InputError, Problem
-from tasks.fit import FitResult, Prepared, fit_child
+from tasks.runs.fit import FitResult, Prepared, fit_child
 from tasks.settings import Settings
 from tasks.tracking import runs, store
 
 
 def task_runner(address: str) -> DaskTaskRunner:
-    """The Dask cluster at `address`: one the user started, or the command's own (flows/cluster.py)."""
+    """The Dask cluster at `address`: one the user started, or the command's own (services/cluster.py)."""
     return DaskTaskRunner(address=address)
 
 

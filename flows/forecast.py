@@ -9,9 +9,9 @@ import pandas as pd
 from prefect import flow
 from prefect.runtime import flow_run
 
-from tasks.tracking import runs, store
-from tasks.forecast import DEFAULT_MODEL_URI, load_model, make_forecast, read_input, run_record, write_forecast
+from tasks.registry.forecast import DEFAULT_MODEL_URI, load_model, make_forecast, read_input, run_record, write_forecast
 from tasks.settings import Settings
+from tasks.tracking import runs, store
 
 
 @dataclass(frozen=True)

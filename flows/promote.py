@@ -6,7 +6,8 @@ import pandas as pd
 from prefect import flow
 
 from tasks.errors import InputError
-from tasks.promote import GateResult, gate_candidates, needed_columns, promote_model, read_gate_data, score_gate
+from tasks.registry.promote import (GateResult, gate_candidates, needed_columns, promote_model, read_gate_data,
+                                    score_gate)
 from tasks.settings import Settings
 from tasks.tracking import store
 
@@ -15,7 +16,7 @@ from tasks.tracking import store
 def promote_flow(model_name: str, data: str, settings: Settings = Settings(), version: str | None = None) -> GateResult:
     """Score the challenger (`version`, else the `challenger` alias) and the champion on the same newest
     windows of `data`; `champion` moves only if the challenger wins, and two models that cannot be compared
-    leave the challenger where it is (tasks/promote.py says how)."""
+    leave the challenger where it is (tasks/registry/promote.py says how)."""
     return run_gate(model_name, data, settings, version)
 
 

@@ -6,19 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
 from prefect import flow
 
 from flows.forecast import forecast_flow
 from flows.train import train_flow
-from tasks.tracking import registry, runs, store
-from tasks.clean import clean_data
-from tasks.discover import find_newest_workbook
-from tasks.drift import report_drift
-from tasks.forecast import DEFAULT_MODEL_URI
-from tasks.ingest import read_workbook
+from tasks.data.clean import clean_data
+from tasks.data.discover import find_newest_workbook
+from tasks.data.drift import report_drift
+from tasks.data.ingest import read_workbook
+from tasks.data.validate import validate_data
+from tasks.registry.forecast import DEFAULT_MODEL_URI
 from tasks.settings import load_settings
-from tasks.validate import validate_data
+from tasks.tracking import registry, runs, store
 
 
 @flow(name="retrain", log_prints=True)

@@ -17,14 +17,14 @@ from prefect.runtime import flow_run
 
 from flows.fanout import Job, Progress, abandon, launch, next_done
 from flows.promote import run_gate
-from tasks.backtest import Outcome, log_backtest, plan_folds, summarize
 from tasks.errors import InputError, NothingFinished, Problem
-from tasks.fit import Prepared, prepare_data
-from tasks.promote import GateResult
+from tasks.prepare.split import required_rows
+from tasks.registry.promote import GateResult
+from tasks.runs.backtest import Outcome, log_backtest, plan_folds, summarize
+from tasks.runs.fit import Prepared, prepare_data
+from tasks.runs.space import Proposer, Space, read_space, trial_name, trial_settings
+from tasks.runs.sweep import OBJECTIVE, best_forecasts, earlier_trials, log_sweep, trial_record, trials_table
 from tasks.settings import Settings
-from tasks.space import Proposer, Space, read_space, trial_name, trial_settings
-from tasks.split import required_rows
-from tasks.sweep import OBJECTIVE, best_forecasts, earlier_trials, log_sweep, trial_record, trials_table
 from tasks.tracking import registry, runs, store
 
 DEFAULT_TRIALS = 20  # for a space with ranges; a grid runs every combination
@@ -192,7 +192,7 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
                workers: int = 2, name: str | None = None, register_best: bool = False,
                objective: Literal["val", "backtest"] = "val", folds: int = 3, fold_size: int | None = None
                ) -> SweepResult:
-    """Read the space and the data once, fit the trials side by side (tasks/fit.py, on the flow's Dask task
+    """Read the space and the data once, fit the trials side by side (tasks/runs/fit.py, on the flow's Dask task
     runner), record them under one parent run, and register the best if asked. `objective`: the val split's
     MSE, or the mean val MSE over a backtest's folds (`folds`, `fold_size`, as `backtest` takes them)."""
     store.connect()

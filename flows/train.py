@@ -9,9 +9,9 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.promote import run_gate
-from tasks.fit import fit_run, prepare_data
-from tasks.promote import GateResult
-from tasks.report import publish_report
+from tasks.registry.promote import GateResult
+from tasks.report.summary import publish_report
+from tasks.runs.fit import fit_run, prepare_data
 from tasks.settings import Settings
 from tasks.tracking import registry, runs, store
 
@@ -34,7 +34,7 @@ def run_name(data: str, settings: Settings) -> str:
 
 @flow(name="train", log_prints=True)
 def train_flow(data: str, settings: Settings = Settings()) -> TrainResult:
-    """Read and validate the data, fit and log one configuration (tasks/fit.py), register the model as
+    """Read and validate the data, fit and log one configuration (tasks/runs/fit.py), register the model as
     the challenger; then the promotion gate on the frame already read."""
     store.connect()
     for stale in runs.close_stale_runs(settings.tracking.experiment):

@@ -6,6 +6,8 @@ import datetime as dt
 import numbers
 from dataclasses import dataclass
 
+EXAMPLES = 5  # cells quoted per problem; the rest are counted
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -51,3 +53,34 @@ class NothingFinished(RuntimeError):
 class FitFailed(RuntimeError):
     """Training produced no usable model (its loss became NaN or infinite): that fit's run is FAILED, and a
     sweep or backtest goes on without it."""
+
+
+def rows_text(rows, unit: str) -> str:
+    """'Excel rows 102-113, 200 and 4 more': runs of consecutive rows, at most EXAMPLES of them."""
+    rows = _row_numbers(rows)
+    runs: list[list[int]] = []
+    for r in rows:
+        if runs and r == runs[-1][1] + 1:
+            runs[-1][1] = r
+        else:
+            runs.append([r, r])
+    shown = ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs[:EXAMPLES])
+    more = sum(b - a + 1 for a, b in runs[EXAMPLES:])
+    return f"{unit}{'s' if len(rows) > 1 else ''} {shown}" + (f" and {more} more" if more else "") if rows else ""
+
+
+def longest_run(rows) -> int:
+    """The most consecutive row numbers among `rows`."""
+    rows = _row_numbers(rows)
+    best = run = 0
+    for i, r in enumerate(rows):
+        run = run + 1 if i and r == rows[i - 1] + 1 else 1
+        best = max(best, run)
+    return best
+
+
+def _row_numbers(rows) -> list[int]:
+    """The row numbers among `rows`, sorted, without blanks (None, NaN, pandas' NA)."""
+    import pandas as pd  # imported here: every command imports this module at its start
+
+    return sorted({int(r) for r in rows if pd.notna(r)})

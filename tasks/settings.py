@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
 from pathlib import Path
@@ -47,6 +48,9 @@ class DataSettings(_Section):
 
 
 SPLITS = ("train", "val", "test")  # in time order
+# Float slack for products that are whole numbers on paper (0.15 * 1000 = 150.00000000000003 or 149.99999...).
+SLACK = 1e-6
+MAX_ROWS = 10**9  # settings that need more rows than this are refused (a million-row sheet is already large)
 
 
 class SplitSettings(_Section):
@@ -141,10 +145,8 @@ class Settings(_Section):
             count = getattr(self.split, name)
             if 1 <= count < minimum:
                 raise ValueError(f"split.{name}={count} rows is fewer than its windows need ({minimum})")
-        from tasks.split import required_rows  # imported here: tasks.split builds on this module
-
         try:
-            required_rows(self)
+            self.rows_to_check()
         except ValueError as exc:
             raise ValueError(f"{_listed(splits)}: {exc}") from None
         if self.data.time_zone is not None:
@@ -172,6 +174,29 @@ class Settings(_Section):
         their targets (their lookback comes from the rows before them)."""
         L, H = self.window.input_length, self.window.horizon
         return L + H, H, H
+
+    def rows_to_check(self) -> range:
+        """The row counts among which the fewest rows that every larger count also fits lies (the split's
+        `required_rows` checks them all at once); ValueError when it lies past MAX_ROWS, or nowhere.
+
+        A fractional split f holds floor(f × n) or one row more, so it fails below (m - 1) / f rows and
+        holds from (m + 1) / f on (m: its minimum); the splits fit from the row count on where the
+        unclaimed share ceil((1 - sum of fractions) × n) covers the row counts, a count that never shrinks
+        as n grows."""
+        values = [float(getattr(self.split, name)) for name in SPLITS]
+        if self.split.scale_to_fit and min(values) >= 1:
+            values = [v / sum(values) for v in values]  # below their total, the counts act as these fractions
+        fractions = [(v, m) for v, m in zip(values, self.split_minimum()) if v < 1]
+        fixed, unclaimed = sum(v for v in values if v >= 1), 1 - sum(v for v, _ in fractions)
+        if fixed and unclaimed <= SLACK:
+            raise ValueError("the fractions take every row and leave none for the row counts; lower the "
+                             "fractions, or give every split as a row count")
+        lo = max([fixed, 1, *((m - 1) / f for f, m in fractions), (fixed - 1) / unclaimed - 1 if fixed else 0])
+        hi = max([fixed, 1, *((m + 1) / f + 1 for f, m in fractions), (fixed + 1) / unclaimed + 1 if fixed else 0])
+        if hi > MAX_ROWS:
+            raise ValueError(f"these splits need over {MAX_ROWS:,} rows before every split holds a window; "
+                             "raise the smallest fraction, or give that split as a row count")
+        return range(max(int(lo) - 1, 1), math.ceil(hi) + 1)
 
     def flat(self) -> dict[str, Any]:
         """`section.key -> value`, as logged to MLflow and accepted by `--set`."""

@@ -2,7 +2,6 @@
 repository: no ./mlruns models, no forecasts, no lock files."""
 
 import pytest
-
 from conftest import worktree_files
 
 

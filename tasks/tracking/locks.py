@@ -3,22 +3,22 @@ rollback or a new challenger holds this lock from reading the aliases to writing
 
 With a Prefect server (PREFECT_API_URL set) the lock is a Prefect global concurrency limit of one slot named
 after the model, shared by every process and machine that uses that server. Without one, or with the
-command's own temporary server (flows/tempserver.py), which no other command sees, it is a file lock beside
-the local SQLite store; for another store (a tracking server, PostgreSQL) it sits in the temporary folder
-and serializes this machine only.
+command's own temporary server (services/tempserver.py names its address in TEMPORARY_API), which no
+other command sees, it is a file lock beside the local SQLite store; for another store (a tracking
+server, PostgreSQL) it sits in the temporary folder and serializes this machine only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from tasks.tracking.store import tracking_uri
-
+TEMPORARY_API = "LSTM_PIPELINE_TEMPORARY_PREFECT_API"  # set by services/tempserver.py, inherited by children
 WAIT_SECONDS = 600  # a gate under the lock loads and scores two models: seconds, even on a busy machine
 
 
@@ -29,6 +29,10 @@ def limit_name(model_name: str) -> str:
 
 def lock_path(model_name: str, uri: str | None = None) -> Path:
     """The lock file of `model_name`: beside a SQLite store's database, else in the temporary folder."""
+    from tasks.tracking.store import (
+        tracking_uri,  # imports MLflow, which the temporary server does without
+    )
+
     uri = uri or tracking_uri()
     safe = re.sub(r"[^\w.-]", "-", model_name)
     if uri.startswith("sqlite:///"):
@@ -43,9 +47,7 @@ def registry_lock(model_name: str) -> Iterator[None]:
     """Hold the registry of `model_name` (TimeoutError after WAIT_SECONDS)."""
     from prefect.settings import PREFECT_API_URL
 
-    from flows.tempserver import temporary_api
-
-    if PREFECT_API_URL.value() and PREFECT_API_URL.value() != temporary_api():
+    if PREFECT_API_URL.value() and PREFECT_API_URL.value() != os.environ.get(TEMPORARY_API):
         with _prefect_limit(model_name):
             yield
     else:

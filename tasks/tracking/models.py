@@ -12,11 +12,10 @@ from mlflow.tracking import MlflowClient
 
 from tasks.errors import InputError, Problem
 
-
 CODE_DIR = Path(__file__).resolve().parents[1]  # tasks/, shipped inside the model so it loads anywhere
-ENTRY = CODE_DIR / "pyfunc_entry.py"  # the models-from-code file MLflow runs to load the model
+ENTRY = CODE_DIR / "registry" / "entry.py"  # the models-from-code file MLflow runs to load the model
 
-# The distributions the model's code imports when it loads (tasks/pyfunc.py and what it imports), pinned to
+# The distributions the model's code imports when it loads (tasks/registry/pyfunc.py and what it imports), pinned to
 # the versions it was trained with. A fresh environment built from these alone must load and serve it.
 REQUIRED = ("mlflow", "tensorflow-cpu", "keras", "pandas", "numpy", "pandera[pandas]", "pydantic", "pyyaml")
 

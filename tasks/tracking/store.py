@@ -8,7 +8,6 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-
 DEFAULT_STORE = Path("mlruns")
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 
 from bench import protocol
-from tasks.evaluate import repeat_forecast, seasonal_naive_forecast
-from tasks.normalize import fit_scaler
+from tasks.model.evaluate import repeat_forecast, seasonal_naive_forecast
+from tasks.prepare.normalize import fit_scaler
+from tasks.prepare.split import Bounds
+from tasks.prepare.window import origins, target_windows
 from tasks.settings import WindowSettings
-from tasks.split import Bounds
-from tasks.window import origins, target_windows
 
 ETTH1 = Path(__file__).parents[2] / "data" / "ETTh1.xlsx"
 

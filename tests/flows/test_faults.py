@@ -84,10 +84,10 @@ class EpochsBegun(keras.callbacks.Callback):
 
 @pytest.fixture(scope="module")
 def training_data(valid_workbook):
-    from tasks.ingest import read_table
-    from tasks.normalize import normalize_series
-    from tasks.split import split_bounds
-    from tasks.validate import validate_table
+    from tasks.data.ingest import read_table
+    from tasks.data.validate import validate_table
+    from tasks.prepare.normalize import normalize_series
+    from tasks.prepare.split import split_bounds
 
     settings = _settings(train__epochs=4)
     series, _ = validate_table(read_table(valid_workbook, settings.data), settings, "test")
@@ -99,8 +99,8 @@ def training_data(valid_workbook):
 def test_a_retried_training_task_resumes_from_the_last_finished_epoch(prefect_server, training_data, resume):
     from prefect import flow
 
-    from tasks.fit import backup_dir
-    from tasks.train import train_model
+    from tasks.model.train import train_model
+    from tasks.runs.fit import backup_dir
 
     settings, values, bounds = training_data
     backup = backup_dir(f"test-{uuid.uuid4().hex}") if resume else None
@@ -118,7 +118,7 @@ def test_a_retried_training_task_resumes_from_the_last_finished_epoch(prefect_se
 
 
 def test_backups_are_kept_per_mlflow_run():
-    from tasks.fit import backup_dir
+    from tasks.runs.fit import backup_dir
 
     assert backup_dir("a") != backup_dir("b") and backup_dir("a").parent == backup_dir("b").parent
 

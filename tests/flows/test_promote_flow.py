@@ -5,21 +5,21 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect import flow
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.promote import promote_flow
 from flows.retrain import retrain_flow
-from prefect import flow
 from flows.train import train_flow
-from tasks.tracking import models, registry, runs
 from tasks.errors import InputError
-from tasks.forecast import load_forecaster
-from tasks.promote import (CHALLENGER, CHAMPION, KEPT, NOT_COMPARED, PROMOTED, apply_decision, force_champion,
-                           judge, load_candidates, read_gate_data, rollback_champion)
-from tasks.tracking.registry import DROP, ROLLBACK, SET
-from tasks.pyfunc import forecast_next
+from tasks.registry.forecast import load_forecaster
+from tasks.registry.promote import (CHALLENGER, CHAMPION, KEPT, NOT_COMPARED, PROMOTED, apply_decision, force_champion,
+                                    judge, load_candidates, read_gate_data, rollback_champion)
+from tasks.registry.pyfunc import forecast_next
 from tasks.settings import parse_settings
+from tasks.tracking import models, registry, runs
+from tasks.tracking.registry import DROP, ROLLBACK, SET
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 from processes import Command, Train, store_client
 
-from tasks.promote import CHALLENGER, CHAMPION, KEPT, NOT_COMPARED, PROMOTED
+from tasks.registry.promote import CHALLENGER, CHAMPION, KEPT, NOT_COMPARED, PROMOTED
 from tasks.tracking import registry, store
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -2,12 +2,14 @@
 without Prefect, and a fresh environment built from the model's own requirements; each answers exactly as
 the in-process pyfunc does."""
 
+import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +23,7 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -148,3 +151,44 @@ def test_the_registered_model_serves_from_an_environment_built_from_its_own_requ
     with serving(command, env, tmp_path / "serve.log", port, timeout=1800) as url:
         latest = latest_rows(data)
         assert_same_forecast(invoke(url, latest), mlflow.pyfunc.load_model(uri).predict(latest))
+
+
+BEFORE_LAYOUT = "6c3454a"  # the last commit whose tasks/ was one flat folder (issue 19 gave it subpackages)
+
+
+@pytest.fixture(scope="module")
+def model_of_the_flat_layout(valid_workbook, cli_env, tmp_path_factory) -> str:
+    """A model registered by `lstm-pipeline train` as the code stood before tasks/ had subpackages: that
+    code (from git) runs the command, so the model's entry file imports `tasks.pyfunc` and its copy of
+    the code has the flat layout."""
+    old = tmp_path_factory.mktemp("flat-layout")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE_LAYOUT, "tasks", "flows"],
+                             capture_output=True, check=True).stdout
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(old, filter="data")
+    name = "flat-layout-model"
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "train", str(valid_workbook), "--target", "OT",
+         "--set", "split.train=0.6", "--set", "split.val=0.2", "--set", "split.test=0.2",
+         "--set", "window.input_length=24", "--set", "window.horizon=6", "--set", "model.layers=1",
+         "--set", "train.epochs=1", "--set", f"registry.model_name={name}", "--set", "tracking.experiment=flat-layout"],
+        cwd=old, env=cli_env | {"PYTHONPATH": str(old)}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return f"models:/{name}/1"
+
+
+def test_a_model_registered_before_the_layout_forecasts_and_serves(model_of_the_flat_layout, valid_workbook,
+                                                                   tmp_path):
+    """Loaded here (this package is `tasks`: tasks/pyfunc.py stands for the old module) and served by
+    `lstm-pipeline serve` (its own copy of the code first on the path), it forecasts alike."""
+    from tasks.tracking import store
+
+    store.connect()
+    code = Path(mlflow.artifacts.download_artifacts(model_of_the_flat_layout, dst_path=str(tmp_path))) / "code" / "tasks"
+    assert (code / "pyfunc_entry.py").exists() and not (code / "registry").exists()  # the flat layout's model
+    model = mlflow.pyfunc.load_model(model_of_the_flat_layout)
+    latest = latest_rows(valid_workbook)
+    expected = model.predict(latest)
+    port = free_port()
+    command = [str(BIN / "lstm-pipeline"), "serve", "--model", model_of_the_flat_layout, "--port", str(port)]
+    with serving(command, without_venv_on_path(), tmp_path / "serve.log", port) as url:
+        assert_same_forecast(invoke(url, latest), expected)

@@ -195,7 +195,7 @@ def test_a_sweep_on_a_dask_scheduler_and_workers_that_reach_an_mlflow_server(cli
                      experiment="sweep-remote")
         assert done.returncode == 0, done.stderr[-3000:]
         # The workers fitted: the fit module came to them with their first trial.
-        assert any(cluster.run(lambda: "tasks.fit" in sys.modules).values())
+        assert any(cluster.run(lambda: "tasks.runs.fit" in sys.modules).values())
     finally:
         cluster.stop()
     client = MlflowClient(server.url)

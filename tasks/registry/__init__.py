@@ -1,0 +1,1 @@
+"""The registered model: what it carries, how it forecasts (the pyfunc), the promotion gate, forecasting with it."""

@@ -1,0 +1,343 @@
+"""The team stack for real: PostgreSQL from the system's binaries, MLflow and Prefect servers on it with
+authentication on, the worker and the reaper; clients connect only through `client.env`'s variables.
+
+The load tests print their wall times (`pytest tests/services/test_team_stack.py -s -k load`): the numbers
+in BENCHMARKS.md come from that output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from services import credentials, postgres
+from services import stack as stack_mod
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL, EXPERIMENT = "team-model", "team-load"
+TINY = {"data": {"target": "OT"}, "window": {"input_length": 24, "horizon": 6}, "model": {"layers": 1, "units": 8},
+        "train": {"epochs": 2}, "split": {"train": 0.6, "val": 0.2, "test": 0.2},
+        "tracking": {"experiment": EXPERIMENT}, "registry": {"model_name": MODEL},
+        "promotion": {"require_beat_repeat": False}}
+CONCURRENT = 8
+slow = [pytest.mark.slow, pytest.mark.integration]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _client_env(team) -> dict[str, str]:
+    """A process that knows nothing of the stack but what `client.env` exports (as on another machine)."""
+    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
+                    for line in (team.home / credentials.CLIENT_ENV).read_text().splitlines())
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    return base | exported | {"PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+
+
+def _cli(team, *args: str, timeout: float = 900, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=_client_env(team), cwd=team.home.parent,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def _mlflow(team) -> MlflowClient:
+    env = _client_env(team)
+    os.environ |= {k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    return MlflowClient(tracking_uri=team.mlflow_uri, registry_uri=team.mlflow_uri)
+
+
+def _prefect(team, method: str, path: str, **kwargs):
+    auth = tuple(_client_env(team)["PREFECT_API_AUTH_STRING"].split(":", 1))
+    response = httpx.request(method, f"{team.prefect_api}{path}", auth=auth, timeout=30, **kwargs)
+    response.raise_for_status()
+    return response.json()
+
+
+def _unscheduled(folder: Path) -> Path:
+    """prefect.yaml without its schedules: no 02:00 retrain on ETTh1 during a test."""
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    for deployment in spec["deployments"]:
+        deployment.pop("schedules", None)
+    (folder / "prefect.yaml").write_text(yaml.safe_dump(spec))
+    return folder / "prefect.yaml"
+
+
+@pytest.fixture(scope="module")
+def team(valid_workbook):
+    """The team stack, started once for this module. Its folder is made with tempfile, not pytest's
+    tmp_path: as root, PostgreSQL runs as the `postgres` user, which cannot enter pytest's private
+    /tmp/pytest-of-root."""
+    folder = Path(tempfile.mkdtemp(prefix="lstm-team-"))
+    folder.chmod(0o711)
+    (folder / "station.xlsx").write_bytes(valid_workbook.read_bytes())
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    stack = stack_mod.Stack(folder / ".stack", _free_port(), _free_port(), folder / "mlruns", auth=True,
+                            db="postgresql", db_port=_free_port(), heartbeat=30, dead_after=75)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    try:
+        stack_mod.up(stack, _unscheduled(folder), project=ROOT)
+        yield stack
+    finally:
+        stack_mod.down(stack.home)
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_non_loopback_host_without_auth_is_refused(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "stack", "up", "--host", "0.0.0.0",
+                           "--home", str(tmp_path / ".stack")], env=os.environ | {"PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--host 0.0.0.0" in done.stderr and "--auth" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / ".stack").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_stack_for_other_machines_listens_on_all_interfaces_and_lets_in_only_with_credentials(tmp_path):
+    """--host 0.0.0.0 --auth (on SQLite): both servers on every interface; requests that name the
+    machine as teammates do (its name in the Host header, sent here over loopback) need the credentials."""
+    import psutil
+
+    stack = stack_mod.Stack(tmp_path / ".stack", _free_port(), _free_port(), tmp_path / "mlruns", host="0.0.0.0", auth=True)
+    stack_mod.up(stack, _unscheduled(tmp_path), project=ROOT)
+    try:
+        ports = {stack.prefect_port, stack.mlflow_port}
+        assert {c.laddr.ip for c in psutil.net_connections("tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr.port in ports} == {"0.0.0.0"}
+        env = _client_env(stack)
+        assert env["MLFLOW_TRACKING_URI"] == f"http://{stack.public_host}:{stack.mlflow_port}"
+        mlflow = (f"{stack.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1",
+                  (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]), stack.mlflow_port)
+        prefect = (f"{stack.prefect_api}/deployments/name/retrain/retrain",
+                   tuple(env["PREFECT_API_AUTH_STRING"].split(":", 1)), stack.prefect_port)
+        for url, auth, port in (mlflow, prefect):
+            headers = {"Host": f"{stack.public_host}:{port}"}
+            assert httpx.get(url, headers=headers, timeout=30).status_code == 401
+            assert httpx.get(url, headers=headers, auth=auth, timeout=30).status_code == 200
+    finally:
+        stack_mod.down(stack.home)
+
+
+def test_secrets_are_generated_once_and_private(tmp_path):
+    first = credentials.load(tmp_path)
+    assert credentials.load(tmp_path) == first
+    assert len(first["mlflow_admin_password"]) >= 12  # MLflow refuses shorter admin passwords
+    path = credentials.write_client_env(tmp_path, credentials.client_auth(first))
+    for written in (tmp_path / credentials.FILE, path):
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600
+
+
+def test_database_urls_name_the_database_and_driver_and_hide_the_password():
+    server = "postgresql://ml:s3cret@db.internal:5432"
+    assert postgres.database_url(server, "prefect", driver="asyncpg") == "postgresql+asyncpg://ml:s3cret@db.internal:5432/prefect"
+    assert postgres.redact(server) == "postgresql://ml:***@db.internal:5432"
+    with pytest.raises(Exception, match="not postgresql://"):
+        postgres.database_url("mysql://ml:s3cret@db:3306", "mlflow")
+
+
+@pytest.mark.parametrize("server", ["mlflow", "prefect"])
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_request_without_credentials_is_refused_and_one_with_them_is_served(team, server):
+    env = _client_env(team)
+    if server == "mlflow":
+        url, auth = f"{team.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1", (
+            env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"])
+        request = {"method": "GET"}
+    else:
+        url, auth = f"{team.prefect_api}/flows/filter", tuple(env["PREFECT_API_AUTH_STRING"].split(":", 1))
+        request = {"method": "POST", "json": {}}
+    assert httpx.request(url=url, timeout=30, **request).status_code == 401
+    assert httpx.request(url=url, auth=(auth[0], "wrong-password"), timeout=30, **request).status_code == 401
+    assert httpx.request(url=url, auth=auth, timeout=30, **request).status_code == 200
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_everything_runs_and_listens_on_loopback_only(team):
+    import psutil
+
+    assert {name for name, _, alive in stack_mod.status(team.home) if alive} == {
+        "postgres", "prefect-server", "mlflow-server", "worker", "reaper"}
+    ports = {team.db_port, team.prefect_port, team.mlflow_port}
+    listening = {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port in ports}
+    assert {port for _, port in listening} == ports and {ip for ip, _ in listening} == {"127.0.0.1"}
+    for private in (credentials.FILE, credentials.CLIENT_ENV, "mlflow-auth.ini"):
+        assert stat.S_IMODE((team.home / private).stat().st_mode) == 0o600
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_sweep_on_a_dask_scheduler_and_two_workers_that_reach_only_the_authenticated_servers(team):
+    """A real `dask scheduler` and two `dask worker` processes given only `client.env`: their only way to
+    the tracking store is the authenticated MLflow server, and to Prefect its authenticated API."""
+    from servers import DaskCluster
+
+    cluster = DaskCluster(team.home.parent, workers=2, env=_client_env(team))
+    try:
+        space = team.home.parent / "space.yaml"
+        space.write_text("model.units: [4, 8]\n")
+        done = _cli(team, "sweep", "station.xlsx", "--space", str(space), "--dask-address", cluster.address,
+                    "--name", "team-sweep", "--config", "tiny.yaml", "--set", "tracking.experiment=team-sweep")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert any(cluster.run(lambda: "tasks.runs.fit" in sys.modules).values())  # the workers fitted
+    finally:
+        cluster.stop()
+    client = _mlflow(team)
+    parent = client.search_runs([client.get_experiment_by_name("team-sweep").experiment_id],
+                                "tags.sweep_name = 'team-sweep' and tags.run_type = 'sweep'")[0]
+    trials = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted((r.info.run_name, r.info.status) for r in trials) == [("u4", "FINISHED"), ("u8", "FINISHED")]
+    assert parent.info.status == "FINISHED" and "trials.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+def _timed_concurrently(commands: list[list[str]], team) -> tuple[float, list[subprocess.CompletedProcess]]:
+    start = time.monotonic()
+    with ThreadPoolExecutor(len(commands)) as pool:
+        done = list(pool.map(lambda args: _cli(team, *args), commands))
+    return time.monotonic() - start, done
+
+
+def _server_errors(team) -> list[str]:
+    """Lines of the servers' logs that show a failure: a traceback, or PostgreSQL's deadlocks and crashes."""
+    found = []
+    for name in ("mlflow-server", "prefect-server", "postgres"):
+        for line in (team.home / f"{name}.log").read_text(errors="replace").splitlines():
+            if "Traceback" in line or "deadlock detected" in line or "FATAL" in line or "PANIC" in line:
+                found.append(f"{name}: {line}")
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_load_concurrent_trainings_are_all_recorded(team):
+    data, config = team.home.parent / "station.xlsx", team.home.parent / "tiny.yaml"
+    seconds, done = _timed_concurrently([["train", str(data), "--config", str(config)]] * CONCURRENT, team)
+    print(f"\nteam stack load: {CONCURRENT} concurrent `lstm-pipeline train` (tiny) on PostgreSQL with auth: {seconds:.1f} s wall")
+    assert all(d.returncode == 0 for d in done), [d.stderr[-2000:] for d in done if d.returncode]
+    client = _mlflow(team)
+    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], "tags.run_type = 'train'")
+    assert len(runs) == CONCURRENT and {r.info.status for r in runs} == {"FINISHED"}
+    versions = client.search_model_versions(f"name='{MODEL}'")
+    assert sorted(int(v.version) for v in versions) == list(range(1, CONCURRENT + 1))
+    assert sum("champion" in client.get_model_version(MODEL, v.version).aliases for v in versions) == 1
+    # Each run's flow run is on the stack's Prefect server, completed.
+    states = {_prefect(team, "GET", f"/flow_runs/{r.data.tags['prefect_flow_run_id']}")["state"]["type"] for r in runs}
+    assert states == {"COMPLETED"}
+    assert _server_errors(team) == []
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_load_concurrent_forced_promotions_leave_one_champion(team):
+    versions = [str(v) for v in range(1, CONCURRENT + 1)]
+    client = _mlflow(team)
+    before = client.get_model_version_by_alias(MODEL, "champion").version  # crowned by the trainings' gates
+    seconds, done = _timed_concurrently([["promote", "--version", v, "--force", "--reason", f"load {v}",
+                                          "--set", f"registry.model_name={MODEL}"] for v in versions], team)
+    print(f"\nteam stack load: {CONCURRENT} concurrent `lstm-pipeline promote --force` on PostgreSQL with auth: {seconds:.1f} s wall")
+    assert all(d.returncode == 0 for d in done), [d.stderr[-2000:] for d in done if d.returncode]
+    holders = [v for v in versions if "champion" in client.get_model_version(MODEL, v).aliases]
+    assert len(holders) == 1
+    # Each promotion's own record on its own version (tags written by that process alone). Forcing the
+    # version that holds `champion` already changes nothing, so when its turn comes first it records nothing.
+    assert all(client.get_model_version(MODEL, v).tags["champion_reason"] == f"forced: load {v}"
+               for v in versions if v != before)
+    assert _server_errors(team) == []
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_load_concurrent_forced_promotions_leave_a_complete_audit(team):
+    """After the 8 concurrent forced promotions: one audit record each, none lost or overwritten, numbered
+    in one sequence (the decisions were serialized by the Prefect limit), the last naming the champion."""
+    client = _mlflow(team)
+    changes = sorted((json.loads(value) for key, value in client.get_registered_model(MODEL).tags.items()
+                      if key.startswith("audit.")), key=lambda c: c["seq"])
+    champion = [c for c in changes if c["alias"] == "champion"]
+    forced = [c for c in champion if c["reason"].startswith("forced: load ")]
+    before = [c for c in champion if c["seq"] < forced[0]["seq"]][-1]["version"]  # the trainings' champion
+    everyone = sorted(str(v) for v in range(1, CONCURRENT + 1))
+    # One record per promotion that changed the champion: all but `before`'s, if its turn came first.
+    recorded = sorted(c["version"] for c in forced)
+    assert recorded == everyone or (recorded == [v for v in everyone if v != before]
+                                    and forced[0]["previous"] == before)
+    assert all(c["reason"] == f"forced: load {c['version']}" for c in forced)
+    assert len({c["seq"] for c in changes}) == len(changes)
+    assert champion[-1]["version"] == client.get_model_version_by_alias(MODEL, "champion").version
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_killed_training_is_crashed_by_prefect_and_killed_in_mlflow(team):
+    """SIGKILL a training mid-run, as a lost machine would: nothing on its side can report it. Prefect's
+    automation marks its flow run Crashed after `dead_after` s of silence; the reaper then marks its run KILLED."""
+    data, config = team.home.parent / "station.xlsx", team.home.parent / "tiny.yaml"
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "train", str(data), "--config", str(config),
+                                "--set", "train.epochs=5000", "--set", "train.patience=0",
+                                "--set", "tracking.experiment=team-killed"],
+                               env=_client_env(team), cwd=team.home.parent, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    client = _mlflow(team)
+    run = None
+    deadline = time.monotonic() + 300
+    while run is None and time.monotonic() < deadline:  # training has begun: an epoch is recorded
+        experiment = client.get_experiment_by_name("team-killed")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        run = runs[0] if runs and client.get_metric_history(runs[0].info.run_id, "loss") else None
+        time.sleep(2)
+    try:
+        assert run is not None and run.info.status == "RUNNING", "the training did not start"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    flow_run_id = run.data.tags["prefect_flow_run_id"]
+    deadline = time.monotonic() + team.dead_after + 120
+    while time.monotonic() < deadline:
+        state = _prefect(team, "GET", f"/flow_runs/{flow_run_id}")["state"]["type"]
+        status = client.get_run(run.info.run_id).info.status
+        if state == "CRASHED" and status == "KILLED":
+            break
+        time.sleep(3)
+    assert (state, status) == ("CRASHED", "KILLED")
+    assert "reaper" in client.get_run(run.info.run_id).data.tags["failure"]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_down_stops_postgresql_and_up_again_finds_every_run_version_and_alias(team):
+    client = _mlflow(team)
+    experiments = {e.name: e.experiment_id for e in client.search_experiments()}
+    before = {"runs": sorted(r.info.run_id for r in client.search_runs(list(experiments.values()))),
+              "versions": sorted(v.version for v in client.search_model_versions(f"name='{MODEL}'")),
+              "champion": client.get_model_version_by_alias(MODEL, "champion").version}
+    postmaster = team.pids["postgres"]
+    stack_mod.down(team.home)
+    assert not stack_mod._alive(postmaster) and not (team.home / "postgres" / "data" / "postmaster.pid").exists()
+    stack_mod.up(team, _unscheduled(team.home.parent), project=ROOT)
+    client = _mlflow(team)
+    after = {"runs": sorted(r.info.run_id for r in client.search_runs(list(experiments.values()))),
+             "versions": sorted(v.version for v in client.search_model_versions(f"name='{MODEL}'")),
+             "champion": client.get_model_version_by_alias(MODEL, "champion").version}
+    assert after == before
