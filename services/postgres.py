@@ -2,19 +2,26 @@
 (Debian's `postgresql` package) in `.stack/postgres/` and started on loopback, or an existing server.
 
 PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` system user (which the
-Debian package creates) and its commands run through `runuser`; as anyone else, to that user.
+Debian package creates), its commands run through `runuser`, and its files live in that user's home
+(`~postgres/lstm-pipeline/<project>-<digest>`, `.stack/postgres` a link to it), since the project folder
+may be one that user cannot enter (a `mktemp -d` folder, /root) and its permissions are never widened.
+As anyone else, the cluster is in `.stack/postgres` and the server runs as that user.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
+import pwd
+import re
 import shutil
 import subprocess
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from tasks.errors import InputError, Problem
+from services import credentials
+from tasks.errors import InputError, Problem, did_not_start
 
 ROLE = "lstm_pipeline"  # the superuser initdb creates in the stack's own cluster
 SYSTEM_USER = "postgres"  # who owns the cluster when the stack is started by root
@@ -35,17 +42,42 @@ def _as_owner(args: list[str]) -> list[str]:
     return ["runuser", "-u", SYSTEM_USER, "--", *args] if os.geteuid() == 0 else args
 
 
-def _own(*paths: Path) -> None:
-    """As root, hand `paths` to the cluster's user (the data folder must belong to whoever runs the server)."""
-    if os.geteuid() == 0:
-        for path in paths:
-            shutil.chown(path, SYSTEM_USER, SYSTEM_USER)
+def _system_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        raise InputError([Problem(f"PostgreSQL does not run as root, and there is no {SYSTEM_USER!r} user to run it",
+                                  f"install Debian's package, which creates it ({INSTALL}), run `stack up` as an "
+                                  "ordinary user, or pass --db-url")]) from None
 
 
-def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+def _place(home: Path) -> None:
+    """As root, make `home` a link to a folder of the cluster's user in its own home, where it may go
+    whatever the permissions of the folders above `home`."""
+    if home.is_symlink() and home.is_dir():
+        return
+    if home.is_dir():  # holds no cluster (the caller looked): what an attempt of old left, such as its pwfile
+        shutil.rmtree(home)
+    user = _system_user()
+    if not Path(user.pw_dir).is_dir():
+        raise InputError([Problem(f"PostgreSQL does not run as root, and the home folder of its user {SYSTEM_USER!r}, "
+                                  f"{user.pw_dir}, does not exist", "create it, owned by that user, or pass --db-url")])
+    digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
+    project = re.sub(r"[^\w.-]", "-", home.resolve().parent.parent.name)
+    target = Path(user.pw_dir) / "lstm-pipeline" / f"{project}-{digest}"
+    for folder in (target.parent, target):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    if home.is_symlink():  # a link whose folder was removed
+        home.unlink()
+    home.symlink_to(target)
+
+
+def _run(args: list[str], what: str, todo: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run a PostgreSQL program as the cluster's user; its failure is one line (tasks.errors.did_not_start)."""
     done = subprocess.run(_as_owner(args), capture_output=True, text=True, timeout=120, **kwargs)
     if done.returncode != 0:
-        raise RuntimeError(f"{Path(args[0]).name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        raise did_not_start(what, done.stderr or done.stdout, todo)
     return done
 
 
@@ -55,20 +87,23 @@ def init_cluster(home: Path, password: str) -> Path:
     data = home / "data"
     if (data / "PG_VERSION").exists():
         return data
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _own(home)
-    if os.geteuid() == 0 and subprocess.run(_as_owner(["test", "-w", str(home)])).returncode != 0:
-        raise InputError([Problem(f"PostgreSQL does not run as root, and its user {SYSTEM_USER!r} cannot reach "
-                                  f"{home.resolve()}: a folder above it is private (such as /root)",
-                                  "keep the project in a folder other users may enter, or pass --db-url")])
+    if os.geteuid() == 0:
+        home.parent.mkdir(parents=True, exist_ok=True)
+        _place(home)
+    else:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if data.exists():  # what a failed initdb left
+        shutil.rmtree(data)
     # initdb reads the password from a file its user can open; it is removed right after.
     pwfile = home / "pwfile"
-    pwfile.touch(mode=0o600)
-    pwfile.write_text(password + "\n")
-    _own(pwfile)
+    credentials.write_private(pwfile, password + "\n")
+    if os.geteuid() == 0:
+        user = _system_user()
+        os.chown(pwfile, user.pw_uid, user.pw_gid)
     try:
         _run([str(bin_dir() / "initdb"), "-D", str(data.resolve()), "-U", ROLE, "--auth=scram-sha-256",
-              f"--pwfile={pwfile.resolve()}", "-E", "UTF8", "--locale=C.UTF-8"])
+              f"--pwfile={pwfile.resolve()}", "-E", "UTF8", "--locale=C.UTF-8"],
+             f"PostgreSQL's initdb could not make a cluster in {data.resolve()}", "pass --db-url for a server you have")
     finally:
         pwfile.unlink()
     return data
@@ -76,15 +111,17 @@ def init_cluster(home: Path, password: str) -> Path:
 
 def start(data: Path, port: int, log: Path) -> int:
     """Start the cluster on 127.0.0.1:`port` (no Unix socket) and wait until it takes connections;
-    returns the server's process id."""
-    log.touch()
-    _own(log)
+    returns the server's process id. The server writes its log to `log` through the descriptor it
+    inherits, so the log may sit in a folder the server's user cannot enter."""
     options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
-    try:
-        _run([str(bin_dir() / "pg_ctl"), "-D", str(data.resolve()), "-l", str(log.resolve()), "-w", "-t", "90",
-              "-o", options, "start"])
-    except RuntimeError as exc:
-        raise RuntimeError(f"{exc}\nits log ends:\n{log.read_text(errors='replace')[-2000:]}") from None
+    with open(log, "ab") as out:
+        done = subprocess.run(_as_owner([str(bin_dir() / "pg_ctl"), "-D", str(data.resolve()), "-w", "-t", "90",
+                                         "-o", options, "start"]), stdout=out, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    if done.returncode != 0:
+        said = [line.split(":  ", 1)[-1] for line in log.read_text(errors="replace").splitlines() if "FATAL" in line]
+        raise did_not_start(f"PostgreSQL did not start on 127.0.0.1:{port}", "\n".join([done.stderr, *said]),
+                            f"see {log.resolve()}; if the port is taken, pass another --db-port")
     return int((data / "postmaster.pid").read_text().split()[0])
 
 
@@ -92,7 +129,8 @@ def stop(data: Path) -> None:
     """Fast shutdown: open sessions are ended, committed data stays. A server already gone is left be."""
     pg_ctl = [str(bin_dir() / "pg_ctl"), "-D", str(data.resolve())]
     if subprocess.run(_as_owner([*pg_ctl, "status"]), capture_output=True).returncode == 0:
-        _run([*pg_ctl, "-m", "fast", "-w", "stop"])
+        _run([*pg_ctl, "-m", "fast", "-w", "stop"], f"PostgreSQL in {data.resolve()} did not stop",
+             "stop it with pg_ctl stop as its user")
 
 
 def local_url(port: int, password: str) -> str:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from services import credentials, postgres
-from tasks.errors import InputError, Problem
+from tasks.errors import InputError, Problem, did_not_start
 
 POOL = "local-process"  # the work pool named in prefect.yaml
 HOST = "127.0.0.1"
@@ -121,8 +121,8 @@ def _wait(stack: Stack, name: str, url: str, timeout: float = 180) -> None:
         if not _alive(stack.pids[name]):
             break
         time.sleep(0.5)
-    tail = (stack.home / f"{name}.log").read_text(errors="replace")[-2000:]
-    raise RuntimeError(f"{name} did not come up at {url}; its log ends:\n{tail}")
+    log = stack.home / f"{name}.log"
+    raise did_not_start(f"{name} did not come up at {url}", log.read_text(errors="replace"), f"see {log.resolve()}")
 
 
 def base_env(stack: Stack) -> dict[str, str]:
@@ -145,7 +145,8 @@ def deploy(stack: Stack, prefect_file: Path = Path("prefect.yaml"), project: Pat
     done = subprocess.run(_prefect("--no-prompt", "deploy", "--all", "--prefect-file", str(Path(prefect_file).resolve())),
                           env=base_env(stack), capture_output=True, text=True, timeout=300, cwd=project)
     if done.returncode != 0:
-        raise RuntimeError(f"prefect deploy failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise did_not_start(f"prefect deploy of {prefect_file} failed", done.stderr or done.stdout,
+                            "check the file (`prefect --no-prompt deploy --all` with the stack's client.env shows it all)")
     return done.stdout
 
 
@@ -254,7 +255,8 @@ def _launch(stack: Stack, secrets: dict[str, str]) -> None:
                  [sys.executable, "-c", f"from services.reaper import apply_automation; apply_automation({stack.dead_after})"]):
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args[2:5])} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+            raise did_not_start(f"{' '.join(args[2:5])} failed", done.stderr or done.stdout,
+                                f"see the servers' logs in {stack.home.resolve()}")
     _start(stack, "worker", _prefect("worker", "start", "--pool", POOL, "--type", "process"), env)
     _start(stack, "reaper", [sys.executable, "-m", "services.reaper"], env)
     stack.save()

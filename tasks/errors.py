@@ -26,6 +26,12 @@ class InputError(Exception):
         super().__init__("\n".join(map(str, self.problems)))
 
 
+def did_not_start(what: str, output: str, todo: str) -> InputError:
+    """Something that could not start, as one line: `what`, the last line its `output` had to say, `todo`."""
+    said = [line.strip() for line in output.splitlines() if line.strip()]
+    return InputError([Problem(f"{what}: {said[-1]}" if said else what, todo)])
+
+
 def count(n: int, noun: str) -> str:
     """'1 cell', '3 cells'."""
     return f"{n} {noun}{'' if n == 1 else 's'}"

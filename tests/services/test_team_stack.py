@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shlex
 import shutil
 import signal
@@ -80,13 +81,19 @@ def _unscheduled(folder: Path) -> Path:
     return folder / "prefect.yaml"
 
 
+def _remove(folder: Path) -> None:
+    """A test's project folder, and the cluster that lives outside it when root started it."""
+    cluster = folder / ".stack" / "postgres"
+    if cluster.is_symlink():
+        shutil.rmtree(cluster.resolve(), ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def team(valid_workbook):
-    """The team stack, started once for this module. Its folder is made with tempfile, not pytest's
-    tmp_path: as root, PostgreSQL runs as the `postgres` user, which cannot enter pytest's private
-    /tmp/pytest-of-root."""
+    """The team stack, started once for this module, in a folder only its owner may enter (mode 0700, as
+    `mktemp -d` makes it): as root, PostgreSQL runs as the `postgres` user, which cannot enter it."""
     folder = Path(tempfile.mkdtemp(prefix="lstm-team-"))
-    folder.chmod(0o711)
     (folder / "station.xlsx").write_bytes(valid_workbook.read_bytes())
     (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     stack = stack_mod.Stack(folder / ".stack", _free_port(), _free_port(), folder / "mlruns", auth=True,
@@ -98,8 +105,8 @@ def team(valid_workbook):
     finally:
         stack_mod.down(stack.home)
         for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-        shutil.rmtree(folder, ignore_errors=True)
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+        _remove(folder)
 
 
 def test_a_non_loopback_host_without_auth_is_refused(tmp_path):
@@ -170,6 +177,38 @@ def test_a_request_without_credentials_is_refused_and_one_with_them_is_served(te
     assert httpx.request(url=url, timeout=30, **request).status_code == 401
     assert httpx.request(url=url, auth=(auth[0], "wrong-password"), timeout=30, **request).status_code == 401
     assert httpx.request(url=url, auth=auth, timeout=30, **request).status_code == 200
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_stack_runs_from_a_folder_only_its_owner_may_enter(team):
+    """Issue 22: as root, initdb (run as `postgres`) could not enter a `mktemp -d` folder. The folder's
+    permissions stay as they were; the cluster's files belong to the server's user."""
+    folder = team.home.parent
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    data = team.home / "postgres" / "data"
+    assert (data / "PG_VERSION").exists() and data.resolve().stat().st_uid == (
+        pwd.getpwnam(postgres.SYSTEM_USER).pw_uid if os.geteuid() == 0 else os.geteuid())
+
+
+def test_a_database_port_taken_is_one_line_and_exit_code_2():
+    """PostgreSQL that cannot start (its port taken) ends `stack up` with one line, no traceback, nothing left running."""
+    folder = Path(tempfile.mkdtemp(prefix="lstm-taken-"))
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            done = subprocess.run([sys.executable, "-m", "flows.cli", "stack", "up", "--db", "postgresql",
+                                   "--db-port", str(taken.getsockname()[1]), "--prefect-port", str(_free_port()),
+                                   "--mlflow-port", str(_free_port())], cwd=folder,
+                                  env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "PostgreSQL did not start" in lines[0] and "--db-port" in lines[0], lines
+        assert stack_mod.status(folder / ".stack") == []
+    finally:
+        stack_mod.down(folder / ".stack")
+        _remove(folder)
 
 
 @pytest.mark.slow
