@@ -4,7 +4,8 @@ with a worker, the deployments of prefect.yaml, and the reaper of dead runs (ser
 One user: everything on 127.0.0.1, MLflow on SQLite under mlruns/, Prefect on SQLite in `.stack/`.
 A team: both servers on PostgreSQL (`db="postgresql"`: the stack's own cluster in `.stack/postgres/`, or
 an existing server), and, to be reached from other machines, a non-loopback `host`, which needs `auth`:
-MLflow's basic-auth app and Prefect's auth string, with secrets generated into `.stack/` (0600).
+MLflow's basic-auth app with one account per person (services/accounts.py) and Prefect's auth string,
+with secrets generated into `.stack/` (0600).
 
 State (ports, process ids, settings) and logs live in `.stack/`; `down` stops exactly what `up` started.
 """
@@ -22,7 +23,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from services import credentials, postgres
+from services import accounts, credentials, postgres
 from tasks.errors import InputError, Problem, did_not_start
 
 POOL = "local-process"  # the work pool named in prefect.yaml
@@ -66,11 +67,16 @@ class Stack:
         return f"http://{self.local_host}:{self.mlflow_port}"
 
     def env(self, host: str | None = None) -> dict[str, str]:
-        """What makes a process use this stack's servers, reached at `host` (default: from this machine)."""
+        """What makes a process anywhere use this stack's servers, reached at `host` (default: from this
+        machine); with auth, MLflow's credentials are the person's own (services/accounts.py)."""
         host = host or self.local_host
         env = {"PREFECT_API_URL": f"http://{host}:{self.prefect_port}/api", "MLFLOW_TRACKING_URI": f"http://{host}:{self.mlflow_port}",
                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(self.heartbeat)}
-        return env | (credentials.client_auth(credentials.load(self.home)) if self.auth else {})
+        return env | (credentials.prefect_auth(credentials.load(self.home)) if self.auth else {})
+
+    def own_env(self) -> dict[str, str]:
+        """`env()` for the stack's own processes and commands run in its folder: with auth, as its own account."""
+        return self.env() | (credentials.stack_account(credentials.load(self.home)) if self.auth else {})
 
     def save(self) -> None:
         state = asdict(self) | {"home": str(self.home), "mlruns": str(self.mlruns)}
@@ -126,7 +132,7 @@ def _wait(stack: Stack, name: str, url: str, timeout: float = 180) -> None:
 
 
 def base_env(stack: Stack) -> dict[str, str]:
-    return os.environ | stack.env() | {
+    return os.environ | stack.own_env() | {
         "PREFECT_HOME": str((stack.home / "prefect").resolve()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # A schedule removed from prefect.yaml is removed from the server on redeploy.
@@ -250,6 +256,8 @@ def _launch(stack: Stack, secrets: dict[str, str]) -> None:
     stack.save()
     _wait(stack, "prefect-server", f"{stack.prefect_api}/health")
     _wait(stack, "mlflow-server", f"{stack.mlflow_uri}/health")
+    if stack.auth:
+        accounts.prepare(stack, secrets["stack_account_password"])
     env = base_env(stack)
     for args in (_prefect("work-pool", "create", POOL, "--type", "process", "--overwrite"),
                  [sys.executable, "-c", f"from services.reaper import apply_automation; apply_automation({stack.dead_after})"]):
@@ -290,9 +298,20 @@ def down(home: Path = Path(".stack"), grace: float = 15) -> list[str]:
     return stopped
 
 
+def running_with_auth(home: Path = Path(".stack")) -> Stack:
+    """The stack up in `home` with authentication (whose accounts `stack user` manages), or InputError."""
+    stack = Stack.load(home)
+    if not (stack and stack.pids and all(_alive(p) for p in stack.pids.values())):
+        raise InputError([Problem(f"no stack is up in {Path(home).resolve()}", "start it: lstm-pipeline stack up --auth ...")])
+    if not stack.auth:
+        raise InputError([Problem("the stack is up without authentication, so it has no accounts",
+                                  "`lstm-pipeline stack down`, then `stack up --auth ...`")])
+    return stack
+
+
 def active_env(home: Path = Path(".stack")) -> dict[str, str]:
     """The stack's server addresses (and credentials) if it is up, so commands run against it; {} otherwise."""
     stack = Stack.load(home)
     if stack and stack.pids and all(_alive(p) for p in stack.pids.values()):
-        return stack.env()
+        return stack.own_env()
     return {}

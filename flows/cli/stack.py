@@ -1,4 +1,5 @@
-"""`stack up|status|down`: the local or team stack of servers."""
+"""`stack up|status|down`: the local or team stack of servers; `stack user add|remove|list`: people's
+accounts on the team stack's MLflow server."""
 
 from __future__ import annotations
 
@@ -65,6 +66,47 @@ def stack_down(home: StackHome = Path(".stack")) -> None:
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "the stack was not running")
 
 
+user_app = typer.Typer(help="People's accounts on the team stack's MLflow server (a stack up with --auth).",
+                       no_args_is_help=True)
+stack_app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def user_add(name: Annotated[str, typer.Argument(help="The account's name, e.g. alice")],
+             write: Annotated[bool, typer.Option("--write", help="May write: log runs, register versions, move "
+                                                                 "aliases (default: reads only)")] = False,
+             home: StackHome = Path(".stack")) -> None:
+    """Make an account; its password is generated and shown this once."""
+    from services import accounts, stack
+
+    with user_errors():
+        password = accounts.add(stack.running_with_auth(home), name, write)
+    typer.echo(f"account {name} ({'writer' if write else 'reader'}) made; its password, shown this once, in the two "
+               f"variables its owner sets after sourcing client.env:\n"
+               f"export MLFLOW_TRACKING_USERNAME={name} MLFLOW_TRACKING_PASSWORD={password}")
+
+
+@user_app.command("remove")
+def user_remove(name: Annotated[str, typer.Argument(help="The account's name")], home: StackHome = Path(".stack")) -> None:
+    """Remove an account (what it recorded stays)."""
+    from services import accounts, stack
+
+    with user_errors():
+        accounts.remove(stack.running_with_auth(home), name)
+    typer.echo(f"account {name} removed")
+
+
+@user_app.command("list")
+def user_list(home: StackHome = Path(".stack")) -> None:
+    """Every account and what it may do."""
+    from services import accounts, stack
+
+    with user_errors():
+        found = accounts.accounts(stack.running_with_auth(home))
+    for account in found:
+        typer.echo(f"{account.name:24} {account.role}")
+
+
 def _print_stack(s) -> None:
     from services.credentials import CLIENT_ENV
 
@@ -74,4 +116,5 @@ def _print_stack(s) -> None:
                f"MLFLOW_TRACKING_URI={s.mlflow_uri})")
     typer.echo(f"elsewhere (other shells, workers, Dask workers, teammates' machines): "
                f". {(s.home / CLIENT_ENV).resolve()}"
-               + ("   (it holds the credentials: copy it only over a safe channel)" if s.auth else ""))
+               + ("   (it holds Prefect's auth string: copy it only over a safe channel)\n"
+                  "accounts:    one per person, `lstm-pipeline stack user add NAME [--write]`" if s.auth else ""))

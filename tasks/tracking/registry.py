@@ -6,6 +6,7 @@ import contextlib
 import getpass
 import io
 import json
+import os
 import re
 import socket
 import sys
@@ -103,6 +104,12 @@ def actor() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
+def account() -> str | None:
+    """The tracking server's account the registry is changed as (MLflow's client sends these credentials,
+    and the server took the change under them); None without one."""
+    return os.environ.get("MLFLOW_TRACKING_USERNAME") or None
+
+
 def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
     for key, value in tags.items():
         MlflowClient().set_model_version_tag(name, version, key, str(value))
@@ -124,8 +131,9 @@ class Change:
     version: str | None
     previous: str | None
     at: str  # UTC, ISO 8601
-    by: str
+    by: str  # user@host
     reason: str
+    account: str | None = None  # the tracking server's account (records made before accounts have none)
 
 
 def history(name: str) -> list[Change]:
@@ -140,7 +148,8 @@ def history(name: str) -> list[Change]:
 
 def _record(name: str, alias: str, action: str, version: str | None, previous: str | None, reason: str,
             seq: int) -> None:
-    change = Change(seq, alias, action, version, previous, pd.Timestamp.now(tz="UTC").isoformat(), actor(), reason)
+    change = Change(seq, alias, action, version, previous, pd.Timestamp.now(tz="UTC").isoformat(), actor(), reason,
+                    account())
     key = f"{AUDIT_PREFIX}{seq:06d}.{uuid.uuid4().hex[:8]}"
     MlflowClient().set_registered_model_tag(name, key, json.dumps(asdict(change)))
 

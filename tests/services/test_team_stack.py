@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -27,7 +28,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from services import credentials, postgres
+from services import accounts, credentials, postgres
 from services import stack as stack_mod
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,8 @@ TINY = {"data": {"target": "OT"}, "window": {"input_length": 24, "horizon": 6}, 
         "tracking": {"experiment": EXPERIMENT}, "registry": {"model_name": MODEL},
         "promotion": {"require_beat_repeat": False}}
 CONCURRENT = 8
+WRITERS, READER = ("alice", "bob"), "carol"
+PASSWORDS: dict[str, str] = {}  # the team stack's people's accounts, made by the `team` fixture
 slow = [pytest.mark.slow, pytest.mark.integration]
 
 
@@ -46,21 +49,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _client_env(team) -> dict[str, str]:
-    """A process that knows nothing of the stack but what `client.env` exports (as on another machine)."""
+def _client_env(team, account: str = "alice", password: str | None = None) -> dict[str, str]:
+    """A process that knows nothing of the stack but what `client.env` exports (as on another machine),
+    and a person's account."""
     exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
                     for line in (team.home / credentials.CLIENT_ENV).read_text().splitlines())
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
-    return base | exported | {"PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    return base | exported | {"MLFLOW_TRACKING_USERNAME": account, "MLFLOW_TRACKING_PASSWORD": password or PASSWORDS[account],
+                              "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
 
 
-def _cli(team, *args: str, timeout: float = 900, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=_client_env(team), cwd=team.home.parent,
-                          capture_output=True, text=True, timeout=timeout, **kwargs)
+def _cli(team, *args: str, timeout: float = 900, account: str = "alice", **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=_client_env(team, account),
+                          cwd=team.home.parent, capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
-def _mlflow(team) -> MlflowClient:
-    env = _client_env(team)
+def _mlflow(team, account: str = "alice") -> MlflowClient:
+    env = _client_env(team, account)
     os.environ |= {k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     return MlflowClient(tracking_uri=team.mlflow_uri, registry_uri=team.mlflow_uri)
 
@@ -101,6 +106,7 @@ def team(valid_workbook):
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     try:
         stack_mod.up(stack, _unscheduled(folder), project=ROOT)
+        PASSWORDS.update({name: accounts.add(stack, name, write=name in WRITERS) for name in (*WRITERS, READER)})
         yield stack
     finally:
         stack_mod.down(stack.home)
@@ -131,7 +137,7 @@ def test_a_stack_for_other_machines_listens_on_all_interfaces_and_lets_in_only_w
         ports = {stack.prefect_port, stack.mlflow_port}
         assert {c.laddr.ip for c in psutil.net_connections("tcp")
                 if c.status == psutil.CONN_LISTEN and c.laddr.port in ports} == {"0.0.0.0"}
-        env = _client_env(stack)
+        env = _client_env(stack, "dora", accounts.add(stack, "dora"))
         assert env["MLFLOW_TRACKING_URI"] == f"http://{stack.public_host}:{stack.mlflow_port}"
         mlflow = (f"{stack.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1",
                   (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]), stack.mlflow_port)
@@ -149,7 +155,7 @@ def test_secrets_are_generated_once_and_private(tmp_path):
     first = credentials.load(tmp_path)
     assert credentials.load(tmp_path) == first
     assert len(first["mlflow_admin_password"]) >= 12  # MLflow refuses shorter admin passwords
-    path = credentials.write_client_env(tmp_path, credentials.client_auth(first))
+    path = credentials.write_client_env(tmp_path, credentials.prefect_auth(first))
     for written in (tmp_path / credentials.FILE, path):
         assert stat.S_IMODE(written.stat().st_mode) == 0o600
 
@@ -213,6 +219,59 @@ def test_a_database_port_taken_is_one_line_and_exit_code_2():
 
 @pytest.mark.slow
 @pytest.mark.integration
+def test_every_account_reads_everything_and_only_writers_write(team):
+    from mlflow.exceptions import MlflowException
+
+    alice = _mlflow(team, "alice")
+    experiment = alice.create_experiment("team-accounts")
+    run = alice.create_run(experiment).info.run_id
+    _mlflow(team, "bob").log_metric(run, "by_bob", 1.0)  # a writer writes in another writer's experiment
+    _mlflow(team, "bob").create_registered_model("team-accounts-model")
+    carol = _mlflow(team, READER)
+    assert carol.get_run(run).data.metrics == {"by_bob": 1.0}
+    assert carol.get_registered_model("team-accounts-model").name == "team-accounts-model"
+    for write in (lambda: carol.log_metric(run, "by_carol", 1.0),
+                  lambda: carol.set_registered_model_tag("team-accounts-model", "by", "carol")):
+        with pytest.raises(MlflowException, match="403"):
+            write()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_admin_account_only_manages_accounts(team):
+    """No process of the stack but MLflow's server, and nothing client.env hands out, holds the admin's
+    password: the worker and the reaper write as the stack's own account."""
+    admin = credentials.load(team.home)["mlflow_admin_password"]
+    assert admin not in (team.home / credentials.CLIENT_ENV).read_text()
+    for name in ("worker", "reaper"):
+        environ = Path(f"/proc/{team.pids[name]}/environ").read_bytes().decode().split("\0")
+        assert f"MLFLOW_TRACKING_USERNAME={credentials.STACK_ACCOUNT}" in environ and admin not in "".join(environ)
+    assert {a.name: a.role for a in accounts.accounts(team)} == {
+        "admin": "admin", credentials.STACK_ACCOUNT: "writer", "alice": "writer", "bob": "writer", "carol": "reader"}
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_stack_user_add_list_remove(team):
+    def user(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "flows.cli", "stack", "user", *args, "--home", str(team.home)],
+                              env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+
+    added = user("add", "erin", "--write")
+    assert added.returncode == 0, added.stderr
+    password = re.search(r"MLFLOW_TRACKING_PASSWORD=(\S+)", added.stdout).group(1)
+    url = f"{team.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert httpx.get(url, auth=("erin", password), timeout=30).status_code == 200
+    assert re.search(r"^erin +writer$", user("list").stdout, re.M)
+    for refused in (user("add", "erin"), user("remove", "admin"), user("remove", "nobody"), user("add", "bad name")):
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert user("remove", "erin").returncode == 0
+    assert "erin" not in user("list").stdout
+
+
+@pytest.mark.slow
+@pytest.mark.integration
 def test_everything_runs_and_listens_on_loopback_only(team):
     import psutil
 
@@ -252,9 +311,10 @@ def test_a_sweep_on_a_dask_scheduler_and_two_workers_that_reach_only_the_authent
 
 
 def _timed_concurrently(commands: list[list[str]], team) -> tuple[float, list[subprocess.CompletedProcess]]:
+    """The commands at once, the i-th as the account WRITERS[i % 2]: two accounts writing at once."""
     start = time.monotonic()
     with ThreadPoolExecutor(len(commands)) as pool:
-        done = list(pool.map(lambda args: _cli(team, *args), commands))
+        done = list(pool.map(lambda i: _cli(team, *commands[i], account=WRITERS[i % 2]), range(len(commands))))
     return time.monotonic() - start, done
 
 
@@ -323,6 +383,9 @@ def test_load_concurrent_forced_promotions_leave_a_complete_audit(team):
     assert recorded == everyone or (recorded == [v for v in everyone if v != before]
                                     and forced[0]["previous"] == before)
     assert all(c["reason"] == f"forced: load {c['version']}" for c in forced)
+    # Every alias move names the account it was made as: the promotion of version v ran as WRITERS[(v - 1) % 2].
+    assert all(c["account"] == WRITERS[(int(c["version"]) - 1) % 2] for c in forced)
+    assert {c["account"] for c in changes} == set(WRITERS)
     assert len({c["seq"] for c in changes}) == len(changes)
     assert champion[-1]["version"] == client.get_model_version_by_alias(MODEL, "champion").version
 
