@@ -37,7 +37,7 @@ def _call(stack, method: str, path: str, **fields) -> dict:
     """One request to the MLflow server as its admin; MLflow's refusal (a name taken, unknown) as InputError."""
     password = credentials.load(stack.home)["mlflow_admin_password"]
     response = requests.request(method, f"{stack.mlflow_uri}{path}", auth=(credentials.MLFLOW_ADMIN, password),
-                                timeout=30,
+                                timeout=30, verify=stack.verify,
                                 **({"params": fields} if method == "GET" else {"json": fields}))
     if response.status_code >= 400:
         try:

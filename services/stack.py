@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from services import accounts, credentials, postgres
+from services import accounts, credentials, postgres, tls
 from tasks.errors import InputError, Problem, did_not_start
 
 POOL = "local-process"  # the work pool named in prefect.yaml
@@ -41,6 +43,10 @@ class Stack:
     pids: dict[str, int] = field(default_factory=dict)
     host: str = HOST  # the interface both servers listen on
     auth: bool = False  # MLflow basic auth and Prefect's auth string
+    tls: bool = False  # both servers on HTTPS (services/tls.py)
+    cert: str | None = None  # the certificate and key the user gave (None: made for this host in home/tls)
+    key: str | None = None
+    insecure_off_host: bool = False  # a non-loopback host without TLS, asked for by name
     db: str = "sqlite"  # or "postgresql"
     db_port: int = 5433  # the stack's own PostgreSQL, on 127.0.0.1 (not used with an existing server)
     heartbeat: int = 60  # seconds between a flow run's heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY)
@@ -59,19 +65,31 @@ class Stack:
         return socket.getfqdn() if self.host in ("0.0.0.0", "::") else self.host
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def prefect_api(self) -> str:
-        return f"http://{self.local_host}:{self.prefect_port}/api"
+        return f"{self.scheme}://{self.local_host}:{self.prefect_port}/api"
 
     @property
     def mlflow_uri(self) -> str:
-        return f"http://{self.local_host}:{self.mlflow_port}"
+        return f"{self.scheme}://{self.local_host}:{self.mlflow_port}"
+
+    @property
+    def verify(self) -> str | bool:
+        """What a client verifies the servers' certificate with (`requests`' and httpx's `verify`)."""
+        return str(tls.trust(self.home).resolve()) if self.tls else True
 
     def env(self, host: str | None = None) -> dict[str, str]:
         """What makes a process anywhere use this stack's servers, reached at `host` (default: from this
         machine); with auth, MLflow's credentials are the person's own (services/accounts.py)."""
         host = host or self.local_host
-        env = {"PREFECT_API_URL": f"http://{host}:{self.prefect_port}/api", "MLFLOW_TRACKING_URI": f"http://{host}:{self.mlflow_port}",
+        env = {"PREFECT_API_URL": f"{self.scheme}://{host}:{self.prefect_port}/api",
+               "MLFLOW_TRACKING_URI": f"{self.scheme}://{host}:{self.mlflow_port}",
                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(self.heartbeat)}
+        if self.tls:  # the certificate MLflow's client (requests) and Prefect's (httpx, websockets) trust
+            env |= {"MLFLOW_TRACKING_SERVER_CERT_PATH": self.verify, "PREFECT_API_SSL_CERT_FILE": self.verify}
         return env | (credentials.prefect_auth(credentials.load(self.home)) if self.auth else {})
 
     def own_env(self) -> dict[str, str]:
@@ -104,9 +122,10 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, verify: str | bool = True) -> bool:
+    context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return response.status == 200
     except OSError:
         return False
@@ -122,7 +141,7 @@ def _start(stack: Stack, name: str, args: list[str], env: dict[str, str]) -> Non
 def _wait(stack: Stack, name: str, url: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _healthy(url):
+        if _healthy(url, stack.verify):
             return
         if not _alive(stack.pids[name]):
             break
@@ -157,10 +176,15 @@ def deploy(stack: Stack, prefect_file: Path = Path("prefect.yaml"), project: Pat
 
 
 def check(stack: Stack) -> None:
-    """Refuse settings that would open the stack to other machines without authentication."""
+    """Refuse settings that would open the stack to other machines without authentication, or without
+    TLS unless asked for by name."""
     if stack.host not in LOOPBACK and not stack.auth:
         raise InputError([Problem(f"--host {stack.host} lets other machines reach the stack, and it has no "
                                   "authentication", f"add --auth (or keep the default --host {HOST})")])
+    if stack.host not in LOOPBACK and not (stack.tls or stack.insecure_off_host):
+        raise InputError([Problem(f"--host {stack.host} lets other machines reach the stack over plain HTTP, where "
+                                  "passwords cross the network readable", "add --tls (or --insecure-off-host to "
+                                  "accept that on a network you trust)")])
     if stack.db not in ("sqlite", "postgresql"):
         raise InputError([Problem(f"--db {stack.db}: unknown database", "use sqlite or postgresql")])
 
@@ -194,7 +218,7 @@ def _server_envs(stack: Stack, secrets: dict[str, str], stores: dict[str, str]) 
 
         # The UI, in a teammate's browser, calls the API at this machine's name; MLflow answers only Host
         # headers it knows (against DNS rebinding): loopback and private IPs by default, and this name.
-        prefect["PREFECT_UI_API_URL"] = f"http://{stack.public_host}:{stack.prefect_port}/api"
+        prefect["PREFECT_UI_API_URL"] = f"{stack.scheme}://{stack.public_host}:{stack.prefect_port}/api"
         allowed = [*get_default_allowed_hosts(), stack.public_host, f"{stack.public_host}:*"]
         mlflow["MLFLOW_SERVER_ALLOWED_HOSTS"] = ",".join(allowed)
     if stack.auth:
@@ -231,8 +255,10 @@ def up(stack: Stack, prefect_file: Path = Path("prefect.yaml"), project: Path = 
         postgres.database_url(db_url, "postgres")  # InputError for a URL that is not PostgreSQL's
         secrets["db_url"] = db_url
         credentials.save(stack.home, secrets)
+    # The certificate first: a pair that is not one is refused before anything starts.
+    certificate = tls.prepare(stack.home, stack.host, stack.cert, stack.key) if stack.tls else None
     try:
-        _launch(stack, secrets)
+        _launch(stack, secrets, certificate)
     except BaseException:
         stack.save()
         down(stack.home)  # nothing half started is left behind
@@ -242,16 +268,23 @@ def up(stack: Stack, prefect_file: Path = Path("prefect.yaml"), project: Path = 
     return stack
 
 
-def _launch(stack: Stack, secrets: dict[str, str]) -> None:
-    """Database, servers, work pool, the dead-run automation, worker and reaper; `stack.pids` fills as they start."""
+def _launch(stack: Stack, secrets: dict[str, str], certificate: tuple[Path, Path] | None) -> None:
+    """Database, servers (on HTTPS with `certificate`, a certificate and its key), work pool, the dead-run
+    automation, worker and reaper; `stack.pids` fills as they start."""
     stores = _stores(stack, secrets)
     prefect_env, mlflow_env = _server_envs(stack, secrets, stores)
-    _start(stack, "prefect-server", _prefect("server", "start", "--host", stack.host, "--port", str(stack.prefect_port)),
-           prefect_env)
+    ssl_options = ["--ssl-certfile", str(certificate[0]), "--ssl-keyfile", str(certificate[1])] if certificate else []
+    # Prefect's server app under uvicorn, as `prefect server start --background` runs it, since `prefect
+    # server start` has no TLS options; create_app and PREFECT__SERVER_FINAL are internal to Prefect
+    # (tests/services/test_team_stack.py fails if they change).
+    _start(stack, "prefect-server", [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+                                     "--host", stack.host, "--port", str(stack.prefect_port), *ssl_options],
+           prefect_env | {"PREFECT__SERVER_FINAL": "1"})
     _start(stack, "mlflow-server", [sys.executable, "-m", "mlflow", "server", "--host", stack.host,
                                     "--port", str(stack.mlflow_port),
                                     "--artifacts-destination", str(stack.mlruns.resolve() / "artifacts"),
                                     "--workers", "2" if stack.db == "postgresql" else "1",
+                                    *(["--uvicorn-opts", shlex.join(ssl_options)] if ssl_options else []),
                                     *(["--app-name", "basic-auth"] if stack.auth else [])], mlflow_env)
     stack.save()
     _wait(stack, "prefect-server", f"{stack.prefect_api}/health")

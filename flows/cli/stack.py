@@ -27,9 +27,17 @@ def stack_up(prefect_port: Annotated[int, typer.Option(help="Prefect server port
                                                                 "own: postgresql://USER:PASSWORD@HOST:PORT")] = None,
              db_port: Annotated[int, typer.Option(help="Port of the stack's own PostgreSQL (127.0.0.1)")] = 5433,
              host: Annotated[str, typer.Option(help="Interface the servers listen on; 0.0.0.0 for other "
-                                                    "machines (needs --auth)")] = "127.0.0.1",
+                                                    "machines (needs --auth, and --tls)")] = "127.0.0.1",
              auth: Annotated[bool, typer.Option("--auth", help="MLflow basic auth and Prefect's auth string, "
                                                                "secrets generated into --home")] = False,
+             tls: Annotated[bool, typer.Option("--tls", help="Both servers on HTTPS, with --cert/--key or a "
+                                                             "certificate made for this host on the first start")] = False,
+             cert: Annotated[Optional[Path], typer.Option(help="The servers' certificate (PEM, with its chain); "
+                                                               "implies --tls")] = None,
+             key: Annotated[Optional[Path], typer.Option(help="The certificate's private key (PEM)")] = None,
+             insecure_off_host: Annotated[bool, typer.Option("--insecure-off-host", help="Let a --host other than "
+                                                             "loopback serve plain HTTP (passwords readable on the "
+                                                             "network)")] = False,
              dead_after: Annotated[int, typer.Option(help="Seconds without a heartbeat before a flow run is "
                                                           "marked Crashed")] = 300) -> None:
     """Start the servers, the work pool, a worker and the reaper, and deploy prefect.yaml."""
@@ -39,7 +47,9 @@ def stack_up(prefect_port: Annotated[int, typer.Option(help="Prefect server port
         saved = stack.Stack.load(home)
         db = db or ("postgresql" if db_url else saved.db if saved else "sqlite")
         started = stack.up(stack.Stack(home, prefect_port, mlflow_port, host=host, auth=auth, db=db, db_port=db_port,
-                                       dead_after=dead_after), prefect_file, db_url=db_url)
+                                       dead_after=dead_after, tls=tls or bool(cert or key),
+                                       cert=str(cert) if cert else None, key=str(key) if key else None,
+                                       insecure_off_host=insecure_off_host), prefect_file, db_url=db_url)
     _print_stack(started)
 
 
@@ -110,8 +120,9 @@ def user_list(home: StackHome = Path(".stack")) -> None:
 def _print_stack(s) -> None:
     from services.credentials import CLIENT_ENV
 
-    typer.echo(f"Prefect UI:  http://{s.public_host}:{s.prefect_port}\nMLflow UI:   http://{s.public_host}:{s.mlflow_port}\n"
+    typer.echo(f"Prefect UI:  {s.scheme}://{s.public_host}:{s.prefect_port}\nMLflow UI:   {s.scheme}://{s.public_host}:{s.mlflow_port}\n"
                f"database:    {s.db}{' (authentication on)' if s.auth else ''}\n"
+               + (f"TLS:         clients trust {s.verify}\n" if s.tls else "") +
                f"commands run in this folder use these servers (PREFECT_API_URL={s.prefect_api}, "
                f"MLFLOW_TRACKING_URI={s.mlflow_uri})")
     typer.echo(f"elsewhere (other shells, workers, Dask workers, teammates' machines): "

@@ -7,6 +7,8 @@ in BENCHMARKS.md come from that output.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
 import pwd
@@ -28,8 +30,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from services import accounts, credentials, postgres
+from services import accounts, credentials, postgres, tls
 from services import stack as stack_mod
+from tasks.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL, EXPERIMENT = "team-model", "team-load"
@@ -64,15 +67,18 @@ def _cli(team, *args: str, timeout: float = 900, account: str = "alice", **kwarg
                           cwd=team.home.parent, capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
+CLIENT_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_SERVER_CERT_PATH")
+
+
 def _mlflow(team, account: str = "alice") -> MlflowClient:
     env = _client_env(team, account)
-    os.environ |= {k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ |= {k: env[k] for k in CLIENT_VARIABLES if k in env}
     return MlflowClient(tracking_uri=team.mlflow_uri, registry_uri=team.mlflow_uri)
 
 
 def _prefect(team, method: str, path: str, **kwargs):
     auth = tuple(_client_env(team)["PREFECT_API_AUTH_STRING"].split(":", 1))
-    response = httpx.request(method, f"{team.prefect_api}{path}", auth=auth, timeout=30, **kwargs)
+    response = httpx.request(method, f"{team.prefect_api}{path}", auth=auth, timeout=30, verify=team.verify, **kwargs)
     response.raise_for_status()
     return response.json()
 
@@ -97,13 +103,18 @@ def _remove(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def team(valid_workbook):
     """The team stack, started once for this module, in a folder only its owner may enter (mode 0700, as
-    `mktemp -d` makes it): as root, PostgreSQL runs as the `postgres` user, which cannot enter it."""
+    `mktemp -d` makes it): as root, PostgreSQL runs as the `postgres` user, which cannot enter it. On
+    HTTPS, with a certificate the user gives (issued by a CA of their own, the chain in one file)."""
     folder = Path(tempfile.mkdtemp(prefix="lstm-team-"))
     (folder / "station.xlsx").write_bytes(valid_workbook.read_bytes())
     (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    given = folder / "given-tls"
+    tls.make_certificate(given, ["localhost", "127.0.0.1"])
+    (given / "chain.pem").write_bytes((given / tls.CERT).read_bytes() + (given / tls.CA).read_bytes())
     stack = stack_mod.Stack(folder / ".stack", _free_port(), _free_port(), folder / "mlruns", auth=True,
-                            db="postgresql", db_port=_free_port(), heartbeat=30, dead_after=75)
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+                            db="postgresql", db_port=_free_port(), heartbeat=30, dead_after=75, tls=True,
+                            cert=str(given / "chain.pem"), key=str(given / tls.KEY))
+    saved = {k: os.environ.get(k) for k in CLIENT_VARIABLES}
     try:
         stack_mod.up(stack, _unscheduled(folder), project=ROOT)
         PASSWORDS.update({name: accounts.add(stack, name, write=name in WRITERS) for name in (*WRITERS, READER)})
@@ -115,38 +126,69 @@ def team(valid_workbook):
         _remove(folder)
 
 
-def test_a_non_loopback_host_without_auth_is_refused(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "stack", "up", "--host", "0.0.0.0",
+@pytest.mark.parametrize("flags, needed", [([], ["--auth"]), (["--auth"], ["--tls", "--insecure-off-host"])])
+def test_a_non_loopback_host_without_auth_or_tls_is_refused(tmp_path, flags, needed):
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "stack", "up", "--host", "0.0.0.0", *flags,
                            "--home", str(tmp_path / ".stack")], env=os.environ | {"PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert "--host 0.0.0.0" in done.stderr and "--auth" in done.stderr and "Traceback" not in done.stderr
+    assert "--host 0.0.0.0" in done.stderr and all(flag in done.stderr for flag in needed)
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / ".stack").exists()
+
+
+def test_the_prefect_internals_the_stack_serves_prefect_with():
+    """`prefect server start` has no TLS options, so the stack runs Prefect's app under uvicorn as Prefect's
+    own background server does: the factory `create_app`, told by PREFECT__SERVER_FINAL that it is final."""
+    from prefect.server.api.server import create_app
+
+    assert "PREFECT__SERVER_FINAL" in inspect.getsource(create_app)
+    assert "prefect.server.api.server:create_app" in inspect.getsource(
+        importlib.import_module("prefect.cli._server_utils"))
+
+
+def test_a_certificate_made_here_is_trusted_through_its_ca_for_the_hosts_names(tmp_path):
+    from cryptography import x509
+
+    tls.make_certificate(tmp_path, tls.host_names("0.0.0.0"))
+    ca, server = (x509.load_pem_x509_certificate((tmp_path / name).read_bytes()) for name in (tls.CA, tls.CERT))
+    server.verify_directly_issued_by(ca)
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {socket.getfqdn(), "localhost"} <= set(names.get_values_for_type(x509.DNSName))
+    assert stat.S_IMODE((tmp_path / tls.KEY).stat().st_mode) == 0o600
+    with pytest.raises(InputError, match="not a certificate and its key"):
+        tls.prepare(tmp_path / "home", "127.0.0.1", str(tmp_path / tls.CA), str(tmp_path / tls.KEY))
 
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_a_stack_for_other_machines_listens_on_all_interfaces_and_lets_in_only_with_credentials(tmp_path):
-    """--host 0.0.0.0 --auth (on SQLite): both servers on every interface; requests that name the
-    machine as teammates do (its name in the Host header, sent here over loopback) need the credentials."""
+def test_a_stack_for_other_machines_serves_https_on_all_interfaces_and_lets_in_only_with_credentials(tmp_path):
+    """--host 0.0.0.0 --auth --tls (on SQLite, a certificate made on the first start): both servers on every
+    interface, HTTPS only; requests that name the machine as teammates do (its name in the Host header and
+    as the name the certificate is checked for, sent here over loopback) need the credentials."""
     import psutil
 
-    stack = stack_mod.Stack(tmp_path / ".stack", _free_port(), _free_port(), tmp_path / "mlruns", host="0.0.0.0", auth=True)
+    stack = stack_mod.Stack(tmp_path / ".stack", _free_port(), _free_port(), tmp_path / "mlruns", host="0.0.0.0",
+                            auth=True, tls=True)
     stack_mod.up(stack, _unscheduled(tmp_path), project=ROOT)
     try:
         ports = {stack.prefect_port, stack.mlflow_port}
         assert {c.laddr.ip for c in psutil.net_connections("tcp")
                 if c.status == psutil.CONN_LISTEN and c.laddr.port in ports} == {"0.0.0.0"}
         env = _client_env(stack, "dora", accounts.add(stack, "dora"))
-        assert env["MLFLOW_TRACKING_URI"] == f"http://{stack.public_host}:{stack.mlflow_port}"
+        assert env["MLFLOW_TRACKING_URI"] == f"https://{stack.public_host}:{stack.mlflow_port}"
+        assert env["MLFLOW_TRACKING_SERVER_CERT_PATH"] == env["PREFECT_API_SSL_CERT_FILE"] == stack.verify
         mlflow = (f"{stack.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1",
                   (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]), stack.mlflow_port)
         prefect = (f"{stack.prefect_api}/deployments/name/retrain/retrain",
                    tuple(env["PREFECT_API_AUTH_STRING"].split(":", 1)), stack.prefect_port)
         for url, auth, port in (mlflow, prefect):
-            headers = {"Host": f"{stack.public_host}:{port}"}
-            assert httpx.get(url, headers=headers, timeout=30).status_code == 401
-            assert httpx.get(url, headers=headers, auth=auth, timeout=30).status_code == 200
+            named = {"headers": {"Host": f"{stack.public_host}:{port}"}, "extensions": {"sni_hostname": stack.public_host}}
+            with httpx.Client(verify=stack.verify, timeout=30) as client:
+                assert client.get(url, **named).status_code == 401
+                assert client.get(url, auth=auth, **named).status_code == 200
+            with pytest.raises(httpx.HTTPError):  # no plain HTTP
+                httpx.get(url.replace("https://", "http://"), auth=auth, timeout=30)
     finally:
         stack_mod.down(stack.home)
 
@@ -180,9 +222,10 @@ def test_a_request_without_credentials_is_refused_and_one_with_them_is_served(te
     else:
         url, auth = f"{team.prefect_api}/flows/filter", tuple(env["PREFECT_API_AUTH_STRING"].split(":", 1))
         request = {"method": "POST", "json": {}}
-    assert httpx.request(url=url, timeout=30, **request).status_code == 401
-    assert httpx.request(url=url, auth=(auth[0], "wrong-password"), timeout=30, **request).status_code == 401
-    assert httpx.request(url=url, auth=auth, timeout=30, **request).status_code == 200
+    request |= {"timeout": 30, "verify": team.verify}
+    assert httpx.request(url=url, **request).status_code == 401
+    assert httpx.request(url=url, auth=(auth[0], "wrong-password"), **request).status_code == 401
+    assert httpx.request(url=url, auth=auth, **request).status_code == 200
 
 
 @pytest.mark.slow
@@ -261,7 +304,7 @@ def test_stack_user_add_list_remove(team):
     assert added.returncode == 0, added.stderr
     password = re.search(r"MLFLOW_TRACKING_PASSWORD=(\S+)", added.stdout).group(1)
     url = f"{team.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1"
-    assert httpx.get(url, auth=("erin", password), timeout=30).status_code == 200
+    assert httpx.get(url, auth=("erin", password), timeout=30, verify=team.verify).status_code == 200
     assert re.search(r"^erin +writer$", user("list").stdout, re.M)
     for refused in (user("add", "erin"), user("remove", "admin"), user("remove", "nobody"), user("add", "bad name")):
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
