@@ -20,6 +20,7 @@ import socket
 import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -311,6 +312,71 @@ def test_stack_user_add_list_remove(team):
         assert "Traceback" not in refused.stderr
     assert user("remove", "erin").returncode == 0
     assert "erin" not in user("list").stdout
+
+
+def _python_for(user: str, folder: Path) -> tuple[str, dict[str, str]]:
+    """A Python `user` can run with this suite's packages, and the variables it needs: this one if the user
+    may reach it; else (pyenv's under /root, which only root may enter) a venv in `folder` of a copy of
+    this Python's own installation (no packages), whose site folder adds this one's."""
+    if subprocess.run(["runuser", "-u", user, "--", sys.executable, "-c", "pass"], capture_output=True).returncode == 0:
+        return sys.executable, {}
+    version, base, copy = f"python{sys.version_info.major}.{sys.version_info.minor}", Path(sys.base_prefix), folder / "python"
+    shutil.copytree(base / "lib" / version, copy / "lib" / version, ignore=shutil.ignore_patterns("site-packages", "test"))
+    for library in (base / "lib").glob("libpython*.so*"):
+        shutil.copy2(library, copy / "lib")
+    (copy / "bin").mkdir()
+    shutil.copy2(base / "bin" / version, copy / "bin")
+    env = {"LD_LIBRARY_PATH": str(copy / "lib")}  # a shared build finds its library by an absolute path under /root
+    subprocess.run(["chown", "-R", f"{user}:", str(copy)], check=True)
+    subprocess.run(["runuser", "-u", user, "--", "env", *(f"{k}={v}" for k, v in env.items()), str(copy / "bin" / version),
+                    "-m", "venv", "--without-pip", str(folder / "venv")], check=True)
+    site = next((folder / "venv").glob("lib/python*/site-packages"))
+    (site / "suite.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    return str(folder / "venv" / "bin" / "python"), env
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a user takes root; run by an ordinary user, the team "
+                                              "stack's other tests are this one")
+def test_an_ordinary_user_starts_the_team_stack_from_a_folder_only_they_may_enter():
+    """A user made here starts `stack up --db postgresql --auth` in a copy of the project inside a folder
+    of mode 0700 that they own: every process, PostgreSQL too, runs as them, its files in `.stack/postgres`."""
+    import psutil
+
+    user = f"lstm-test-{os.getpid()}"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", user], check=True)
+    folder = Path(tempfile.mkdtemp(prefix="lstm-user-"))
+    project, python = folder / "project", None
+    env = {"PATH": os.environ["PATH"], "HOME": str(folder), "PYTHONPATH": str(project), "LANG": "C.UTF-8"}
+
+    def stack(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["runuser", "-u", user, "--", python, "-m", "flows.cli", "stack", *args], cwd=project,
+                              env=env, capture_output=True, text=True, timeout=600)
+
+    try:
+        for part in ("flows", "tasks", "services", "configs"):
+            shutil.copytree(ROOT / part, project / part, ignore=shutil.ignore_patterns("__pycache__"))
+        _unscheduled(project)
+        subprocess.run(["chown", "-R", f"{user}:", str(folder)], check=True)
+        python, needs = _python_for(user, folder)
+        env |= needs
+        up = stack("up", "--db", "postgresql", "--auth", "--db-port", str(_free_port()),
+                   "--prefect-port", str(_free_port()), "--mlflow-port", str(_free_port()))
+        assert up.returncode == 0, up.stderr[-3000:]
+        started = stack_mod.Stack.load(project / ".stack")
+        uid = pwd.getpwnam(user).pw_uid
+        assert {name: psutil.Process(pid).uids().real for name, pid in started.pids.items()} == dict.fromkeys(
+            ("postgres", "prefect-server", "mlflow-server", "worker", "reaper"), uid)
+        cluster = project / ".stack" / "postgres"
+        assert not cluster.is_symlink() and (cluster / "data").stat().st_uid == uid
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == uid
+        assert stack("user", "add", "zoe", "--write").returncode == 0
+    finally:
+        if python:
+            stack("down")
+        subprocess.run(["userdel", user])
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.slow
