@@ -244,7 +244,7 @@ def up(stack: Stack, prefect_file: Path = Path("prefect.yaml"), project: Path = 
     check(stack)
     running = Stack.load(stack.home)
     if running and running.pids:
-        if all(_alive(p) for p in running.pids.values()):
+        if _is_up(running):
             raise InputError([Problem(f"the stack is already up ({running.prefect_api}, {running.mlflow_uri})",
                                       "run `lstm-pipeline stack down` first")])
         down(stack.home)  # what is left of a stack that half died
@@ -331,10 +331,14 @@ def down(home: Path = Path(".stack"), grace: float = 15) -> list[str]:
     return stopped
 
 
+def _is_up(stack: Stack | None) -> bool:
+    return bool(stack and stack.pids and all(_alive(p) for p in stack.pids.values()))
+
+
 def running_with_auth(home: Path = Path(".stack")) -> Stack:
     """The stack up in `home` with authentication (whose accounts `stack user` manages), or InputError."""
     stack = Stack.load(home)
-    if not (stack and stack.pids and all(_alive(p) for p in stack.pids.values())):
+    if not _is_up(stack):
         raise InputError([Problem(f"no stack is up in {Path(home).resolve()}", "start it: lstm-pipeline stack up --auth ...")])
     if not stack.auth:
         raise InputError([Problem("the stack is up without authentication, so it has no accounts",
@@ -345,6 +349,6 @@ def running_with_auth(home: Path = Path(".stack")) -> Stack:
 def active_env(home: Path = Path(".stack")) -> dict[str, str]:
     """The stack's server addresses (and credentials) if it is up, so commands run against it; {} otherwise."""
     stack = Stack.load(home)
-    if stack and stack.pids and all(_alive(p) for p in stack.pids.values()):
+    if _is_up(stack):
         return stack.own_env()
     return {}

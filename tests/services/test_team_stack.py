@@ -442,7 +442,7 @@ def _server_errors(team) -> list[str]:
 def test_load_concurrent_trainings_are_all_recorded(team):
     data, config = team.home.parent / "station.xlsx", team.home.parent / "tiny.yaml"
     seconds, done = _timed_concurrently([["train", str(data), "--config", str(config)]] * CONCURRENT, team)
-    print(f"\nteam stack load: {CONCURRENT} concurrent `lstm-pipeline train` (tiny) on PostgreSQL with auth: {seconds:.1f} s wall")
+    print(f"\nteam stack load: {CONCURRENT} concurrent `lstm-pipeline train` (tiny) on PostgreSQL with auth, TLS, two accounts: {seconds:.1f} s wall")
     assert all(d.returncode == 0 for d in done), [d.stderr[-2000:] for d in done if d.returncode]
     client = _mlflow(team)
     runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], "tags.run_type = 'train'")
@@ -464,7 +464,7 @@ def test_load_concurrent_forced_promotions_leave_one_champion(team):
     before = client.get_model_version_by_alias(MODEL, "champion").version  # crowned by the trainings' gates
     seconds, done = _timed_concurrently([["promote", "--version", v, "--force", "--reason", f"load {v}",
                                           "--set", f"registry.model_name={MODEL}"] for v in versions], team)
-    print(f"\nteam stack load: {CONCURRENT} concurrent `lstm-pipeline promote --force` on PostgreSQL with auth: {seconds:.1f} s wall")
+    print(f"\nteam stack load: {CONCURRENT} concurrent `lstm-pipeline promote --force` on PostgreSQL with auth, TLS, two accounts: {seconds:.1f} s wall")
     assert all(d.returncode == 0 for d in done), [d.stderr[-2000:] for d in done if d.returncode]
     holders = [v for v in versions if "champion" in client.get_model_version(MODEL, v).aliases]
     assert len(holders) == 1
