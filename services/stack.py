@@ -259,12 +259,12 @@ def up(stack: Stack, prefect_file: Path = Path("prefect.yaml"), project: Path = 
     certificate = tls.prepare(stack.home, stack.host, stack.cert, stack.key) if stack.tls else None
     try:
         _launch(stack, secrets, certificate)
+        credentials.write_client_env(stack.home, stack.env(stack.public_host))
+        deploy(stack, prefect_file, project)
     except BaseException:
         stack.save()
         down(stack.home)  # nothing half started is left behind
         raise
-    credentials.write_client_env(stack.home, stack.env(stack.public_host))
-    deploy(stack, prefect_file, project)
     return stack
 
 

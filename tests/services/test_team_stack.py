@@ -138,6 +138,11 @@ def test_a_non_loopback_host_without_auth_or_tls_is_refused(tmp_path, flags, nee
     assert not (tmp_path / ".stack").exists()
 
 
+def test_plain_http_off_host_is_taken_only_when_asked_for_by_name():
+    stack_mod.check(stack_mod.Stack(host="0.0.0.0", auth=True, insecure_off_host=True))
+    stack_mod.check(stack_mod.Stack(host="0.0.0.0", auth=True, tls=True))
+
+
 def test_the_prefect_internals_the_stack_serves_prefect_with():
     """`prefect server start` has no TLS options, so the stack runs Prefect's app under uvicorn as Prefect's
     own background server does: the factory `create_app`, told by PREFECT__SERVER_FINAL that it is final."""
