@@ -1,8 +1,9 @@
 """TLS for the team stack's servers (`stack up --tls`): uvicorn, which serves both, speaks it with a
 certificate and key the user gives (`--cert`, `--key`), or with a certificate made for this host on the
 first start: a certificate authority of the stack's own signs a server certificate for the host's names
-and loopback, all kept in `.stack/tls/` (keys 0600). Clients trust the file `trust` (`.stack/tls/ca.pem`):
-the stack's own CA, or a copy of the given certificate.
+and loopback, kept in `.stack/tls/` (the key 0600; the CA's key is dropped once it has signed, so nobody
+can make another certificate that trusts it). Clients trust the file `trust` (`.stack/tls/ca.pem`): a
+copy of the stack's own CA, or of the given certificate.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from services import credentials
 from tasks.errors import InputError, Problem
 
-FOLDER, CA, CERT, KEY = "tls", "ca.pem", "server.pem", "server-key.pem"
+FOLDER, CA, OWN_CA, CERT, KEY = "tls", "ca.pem", "stack-ca.pem", "server.pem", "server-key.pem"
 DAYS = 825  # the longest validity browsers accept for a server certificate
 
 
@@ -34,15 +35,8 @@ def host_names(host: str) -> list[str]:
     return sorted(names)
 
 
-def _write_key(path: Path, key) -> None:
-    from cryptography.hazmat.primitives import serialization
-
-    credentials.write_private(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()).decode())
-
-
 def make_certificate(folder: Path, names: list[str]) -> None:
-    """A CA (ca.pem) and a server certificate it signs for `names` (server.pem, server-key.pem) in `folder`."""
+    """A CA (stack-ca.pem) and a server certificate it signs for `names` (server.pem, server-key.pem) in `folder`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -72,10 +66,10 @@ def make_certificate(folder: Path, names: list[str]) -> None:
               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
               .sign(ca_key, hashes.SHA256()))
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _write_key(folder / "ca-key.pem", ca_key)  # kept beside the CA, only to know it is the stack's own
-    _write_key(folder / KEY, server_key)
+    credentials.write_private(folder / KEY, server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode())
     (folder / CERT).write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    (folder / CA).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (folder / OWN_CA).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
 
 def prepare(home: Path, host: str, cert: str | None, key: str | None) -> tuple[Path, Path]:
@@ -93,6 +87,7 @@ def prepare(home: Path, host: str, cert: str | None, key: str | None) -> tuple[P
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         shutil.copyfile(cert, folder / CA)
         return Path(cert).resolve(), Path(key).resolve()
-    if not (folder / "ca-key.pem").exists():
+    if not all((folder / name).exists() for name in (OWN_CA, CERT, KEY)):
         make_certificate(folder, host_names(host))
+    shutil.copyfile(folder / OWN_CA, folder / CA)
     return (folder / CERT).resolve(), (folder / KEY).resolve()

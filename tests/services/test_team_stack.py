@@ -111,7 +111,7 @@ def team(valid_workbook):
     (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     given = folder / "given-tls"
     tls.make_certificate(given, ["localhost", "127.0.0.1"])
-    (given / "chain.pem").write_bytes((given / tls.CERT).read_bytes() + (given / tls.CA).read_bytes())
+    (given / "chain.pem").write_bytes((given / tls.CERT).read_bytes() + (given / tls.OWN_CA).read_bytes())
     stack = stack_mod.Stack(folder / ".stack", _free_port(), _free_port(), folder / "mlruns", auth=True,
                             db="postgresql", db_port=_free_port(), heartbeat=30, dead_after=75, tls=True,
                             cert=str(given / "chain.pem"), key=str(given / tls.KEY))
@@ -157,13 +157,13 @@ def test_a_certificate_made_here_is_trusted_through_its_ca_for_the_hosts_names(t
     from cryptography import x509
 
     tls.make_certificate(tmp_path, tls.host_names("0.0.0.0"))
-    ca, server = (x509.load_pem_x509_certificate((tmp_path / name).read_bytes()) for name in (tls.CA, tls.CERT))
+    ca, server = (x509.load_pem_x509_certificate((tmp_path / name).read_bytes()) for name in (tls.OWN_CA, tls.CERT))
     server.verify_directly_issued_by(ca)
     names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert {socket.getfqdn(), "localhost"} <= set(names.get_values_for_type(x509.DNSName))
     assert stat.S_IMODE((tmp_path / tls.KEY).stat().st_mode) == 0o600
     with pytest.raises(InputError, match="not a certificate and its key"):
-        tls.prepare(tmp_path / "home", "127.0.0.1", str(tmp_path / tls.CA), str(tmp_path / tls.KEY))
+        tls.prepare(tmp_path / "home", "127.0.0.1", str(tmp_path / tls.OWN_CA), str(tmp_path / tls.KEY))
 
 
 @pytest.mark.slow
