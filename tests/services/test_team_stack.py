@@ -193,6 +193,8 @@ def test_a_stack_for_other_machines_serves_https_on_all_interfaces_and_lets_in_o
             with httpx.Client(verify=stack.verify, timeout=30) as client:
                 assert client.get(url, **named).status_code == 401
                 assert client.get(url, auth=auth, **named).status_code == 200
+                ui = client.get(f"https://127.0.0.1:{port}/", auth=auth, **named)  # the UI, over HTTPS too
+                assert ui.status_code == 200 and "<html" in ui.text.lower()
             with pytest.raises(httpx.HTTPError):  # no plain HTTP
                 httpx.get(url.replace("https://", "http://"), auth=auth, timeout=30)
     finally:
