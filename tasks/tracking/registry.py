@@ -106,7 +106,9 @@ def actor() -> str:
 
 def account() -> str | None:
     """The tracking server's account the registry is changed as (MLflow's client sends these credentials,
-    and the server took the change under them); None without one."""
+    and the server took the change under them); None without one, or without a server."""
+    if not mlflow.get_tracking_uri().startswith(("http://", "https://")):
+        return None
     return os.environ.get("MLFLOW_TRACKING_USERNAME") or None
 
 
