@@ -50,3 +50,17 @@ def test_a_command_with_its_own_temporary_prefect_server_takes_the_file_lock(mon
     with temporary_settings({PREFECT_API_URL: url}), registry_lock("temp-server-model"):
         with pytest.raises(Timeout):
             FileLock(lock_path("temp-server-model"), timeout=0).acquire()
+
+
+def test_an_audit_record_names_an_account_only_of_a_tracking_server(monkeypatch):
+    import json
+
+    from tasks.tracking.registry import account
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    assert account() is None  # the session's SQLite store: no server took the change under an account
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://tracking.example:5000")
+    assert account() == "alice"
+    old = {"seq": 1, "alias": "champion", "action": SET, "version": "1", "previous": None, "at": "t", "by": "me@here",
+           "reason": "r"}  # a record written before accounts
+    assert Change(**json.loads(json.dumps(old))).account is None
