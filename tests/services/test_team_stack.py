@@ -1,5 +1,6 @@
 """The team stack for real: PostgreSQL from the system's binaries, MLflow and Prefect servers on it with
-authentication on, the worker and the reaper; clients connect only through `client.env`'s variables.
+authentication on and over HTTPS, the worker and the reaper, started from a folder only its owner may
+enter; clients connect only through `client.env`'s variables, each as a person's own account.
 
 The load tests print their wall times (`pytest tests/services/test_team_stack.py -s -k load`): the numbers
 in BENCHMARKS.md come from that output.
@@ -44,6 +45,8 @@ TINY = {"data": {"target": "OT"}, "window": {"input_length": 24, "horizon": 6}, 
 CONCURRENT = 8
 WRITERS, READER = ("alice", "bob"), "carol"
 PASSWORDS: dict[str, str] = {}  # the team stack's people's accounts, made by the `team` fixture
+# What this process's own MLflow client reads to reach the team stack (set by _mlflow, restored after).
+CLIENT_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_SERVER_CERT_PATH")
 slow = [pytest.mark.slow, pytest.mark.integration]
 
 
@@ -66,9 +69,6 @@ def _client_env(team, account: str = "alice", password: str | None = None) -> di
 def _cli(team, *args: str, timeout: float = 900, account: str = "alice", **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=_client_env(team, account),
                           cwd=team.home.parent, capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
-CLIENT_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_SERVER_CERT_PATH")
 
 
 def _mlflow(team, account: str = "alice") -> MlflowClient:
