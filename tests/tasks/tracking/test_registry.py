@@ -55,12 +55,19 @@ def test_a_command_with_its_own_temporary_prefect_server_takes_the_file_lock(mon
 def test_an_audit_record_names_an_account_only_of_a_tracking_server(monkeypatch):
     import json
 
+    import mlflow
+
     from tasks.tracking.registry import account
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
-    assert account() is None  # the session's SQLite store: no server took the change under an account
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://tracking.example:5000")
-    assert account() == "alice"
+    before = mlflow.get_tracking_uri()
+    try:
+        mlflow.set_tracking_uri("sqlite:///local.db")
+        assert account() is None  # a local store: no server took the change under an account
+        mlflow.set_tracking_uri("https://tracking.example:5000")
+        assert account() == "alice"
+    finally:
+        mlflow.set_tracking_uri(before)
     old = {"seq": 1, "alias": "champion", "action": SET, "version": "1", "previous": None, "at": "t", "by": "me@here",
            "reason": "r"}  # a record written before accounts
     assert Change(**json.loads(json.dumps(old))).account is None
