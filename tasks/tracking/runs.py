@@ -12,6 +12,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -81,8 +82,15 @@ def log_dataset(run_id: str, series: pd.DataFrame, source: str, digest: str, tar
 
     dataset = mlflow.data.from_pandas(series.reset_index(), source=source, name=Path(source).name,
                                       targets=target, digest=digest[:36])
-    MlflowClient().log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(),
-                                                     tags=[InputTag("mlflow.data.context", "training")])])
+    inputs = [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])]
+    try:
+        MlflowClient().log_inputs(run_id, datasets=inputs)
+    except MlflowException:
+        # MLflow's store looks the dataset up, then inserts it: when another run of the experiment logs
+        # the same new dataset at that moment, one insert breaks the unique key (the sweep's trials do
+        # this). The second try finds the row the other run made. Logging an input is idempotent, so a
+        # lasting error simply fails again.
+        MlflowClient().log_inputs(run_id, datasets=inputs)
 
 
 def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
