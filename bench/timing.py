@@ -27,6 +27,7 @@ from tasks.data.ingest import read_table  # noqa: E402
 from tasks.data.validate import validate_table  # noqa: E402
 from tasks.model.network import build_model  # noqa: E402
 from tasks.model.train import fit_model  # noqa: E402
+from tasks.prepare.window import Stack  # noqa: E402
 from tasks.prepare.normalize import fit_scaler  # noqa: E402
 from tasks.prepare.split import split_bounds  # noqa: E402
 from tasks.prepare.window import origins  # noqa: E402
@@ -73,7 +74,7 @@ def main() -> None:
         model.compile(optimizer="adam", loss="mse")
         model.fit(x, y, epochs=args.epochs, verbose=0, callbacks=[clock])
     else:
-        fit_model(values, bounds, settings, [clock])
+        fit_model(Stack.of([values], [bounds]), settings, [clock])
     print(json.dumps({"how": args.how, "windows": len(starts), "wall": clock.wall, "cpu": clock.cpu}))
 
 

@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 from flows.fanout import Progress, abandon, launch, next_done
 from tasks.errors import NothingFinished
 from tasks.runs.backtest import Fold, Outcome, log_backtest, plan_folds, refit_once, summarize
-from tasks.runs.fit import Prepared, prepare_data
+from tasks.data.panel import Prepared, prepare_data
 from tasks.settings import Settings
 from tasks.tracking import runs, store
 

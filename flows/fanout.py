@@ -12,7 +12,8 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect_dask import DaskTaskRunner
 
 from tasks.errors import InputError, Problem
-from tasks.runs.fit import FitResult, Prepared, fit_child
+from tasks.data.panel import Prepared
+from tasks.runs.fit import FitResult, fit_child
 from tasks.settings import Settings
 from tasks.tracking import runs, store
 

@@ -34,13 +34,15 @@ def forecast_flow(data: str, model_uri: str = DEFAULT_MODEL_URI, out: str | None
     write them with a plot, and record a forecast run linked to the model version."""
     store.connect()
     forecaster = load_model(model_uri)
-    series, summary = read_input(data, settings.data, forecaster.spec)
-    forecast = make_forecast(forecaster, series)
-    title = f"{summary.target}: {forecaster.label} on {Path(data).name}"
-    table, plot = write_forecast(forecast, series[summary.target], Path(out) if out else default_out(data), title)
-    record = run_record(forecaster, data, series, forecast)
+    prepared = read_input(data, settings.data, forecaster.spec)
+    forecast = make_forecast(forecaster, prepared)
+    what = f"{len(prepared.members)} series" if prepared.several else prepared.summary.target
+    title = f"{what}: {forecaster.label} on {Path(data).name}"
+    table, plot = write_forecast(forecast, prepared, Path(out) if out else default_out(data), title)
+    record = run_record(forecaster, data, prepared, forecast)
     run_id = runs.track_forecast(settings.tracking.experiment, f"forecast-{Path(data).stem}",
                                      record["tags"] | {"prefect_flow_run_id": str(flow_run.id)}, record["params"],
                                      record["model_id"], [table, plot])
-    print(f"{forecaster.label}: next {len(forecast)} steps written to {table} (plot {plot}); MLflow run {run_id}")
+    steps = f"{forecaster.spec['horizon']} steps of {what}" if prepared.several else f"{len(forecast)} steps"
+    print(f"{forecaster.label}: next {steps} written to {table} (plot {plot}); MLflow run {run_id}")
     return ForecastResult(run_id, forecaster.label, table, plot, forecast)

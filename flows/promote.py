@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import pandas as pd
 from prefect import flow
 
+from tasks.data.panel import Prepared
 from tasks.errors import InputError
-from tasks.registry.promote import (GateResult, gate_candidates, needed_columns, promote_model, read_gate_data,
+from tasks.registry.promote import (GateResult, gate_candidates, missing_inputs, promote_model, read_gate_data,
                                     score_gate)
 from tasks.settings import Settings
 from tasks.tracking import store
@@ -21,21 +21,21 @@ def promote_flow(model_name: str, data: str, settings: Settings = Settings(), ve
 
 
 def run_gate(model_name: str, data: str, settings: Settings, version: str | None = None,
-             series: pd.DataFrame | None = None) -> GateResult:
-    """The gate's tasks, in the calling flow. `series`: the data already read and validated (training's),
-    used when it holds every column both models read. Training and sweeps call this, not `promote_flow`:
-    a subflow would send `series` to the Prefect API as a parameter, which refuses more than 512 KB
-    (ETTh1's frame is 700 KB)."""
+             prepared: Prepared | None = None) -> GateResult:
+    """The gate's tasks, in the calling flow. `prepared`: the data already read and validated (training's),
+    used when it holds every series and column both models read. Training and sweeps call this, not
+    `promote_flow`: a subflow would send the data to the Prefect API as a parameter, which refuses more
+    than 512 KB (ETTh1's frame is 700 KB)."""
     store.connect()
     challenger, champion = gate_candidates(model_name, version)
-    if series is None or not set(needed_columns(challenger, champion)) <= set(series.columns):
+    if prepared is None or missing_inputs(prepared, challenger, champion):
         try:
-            series = read_gate_data(data, settings, challenger, champion)
+            prepared = read_gate_data(data, settings, challenger, champion)
         except InputError:
-            if series is None:
+            if prepared is None:
                 raise
-            # DATA lacks a column the champion reads: the gate on training's frame says `not_compared`.
-    verdict = score_gate(series, challenger, champion, settings)
-    result = promote_model(model_name, challenger, champion, verdict, series, settings, data)
+            # DATA lacks a column or series the champion reads: the gate on training's data says `not_compared`.
+    verdict = score_gate(prepared, challenger, champion, settings)
+    result = promote_model(model_name, challenger, champion, verdict, prepared, settings, data)
     print(f"{model_name} {result}")
     return result

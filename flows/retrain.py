@@ -10,11 +10,9 @@ from prefect import flow
 
 from flows.forecast import forecast_flow
 from flows.train import train_flow
-from tasks.data.clean import clean_data
 from tasks.data.discover import find_newest_workbook
 from tasks.data.drift import report_drift
-from tasks.data.ingest import read_workbook
-from tasks.data.validate import validate_data
+from tasks.data.panel import prepare_data
 from tasks.registry.forecast import DEFAULT_MODEL_URI
 from tasks.settings import load_settings
 from tasks.tracking import registry, runs, store
@@ -26,19 +24,22 @@ def retrain_flow(data_dir: str = "data", pattern: str = "*.xlsx", config: str | 
     """Newest workbook in `data_dir` -> validate -> drift report -> train + gate, or skip if unchanged."""
     settings = load_settings(Path(config) if config else None, overrides or [])
     data = find_newest_workbook(data_dir, pattern)
-    raw = read_workbook(data, settings.data)
-    series, summary = validate_data(clean_data(raw, settings.data), settings, str(data))
+    prepared = prepare_data(str(data), settings)
     store.connect()
-    if runs.last_training_digest(settings.tracking.experiment) == raw.digest:
-        print(f"{data}: content unchanged since the last training run (sha256 {raw.digest[:12]}); training skipped")
-        return {"status": "skipped", "data": str(data), "digest": raw.digest}
+    if runs.last_training_digest(settings.tracking.experiment) == prepared.digest:
+        print(f"{data}: content unchanged since the last training run (sha256 {prepared.digest[:12]}); "
+              "training skipped")
+        return {"status": "skipped", "data": str(data), "digest": prepared.digest}
     champion = registry.alias_run(settings.registry.model_name)
-    reference = runs.load_dict(champion[1], "data_profile.json") if champion else None
-    drift = report_drift(reference, series, summary.target, f"champion version {champion[0]}" if champion else "", data.name)
+    drift = None
+    if not prepared.several:  # the profile drift is judged against is one series' (not kept for several)
+        reference = runs.load_dict(champion[1], "data_profile.json") if champion else None
+        drift = report_drift(reference, prepared.series, prepared.summary.target,
+                             f"champion version {champion[0]}" if champion else "", data.name)
     result = train_flow(str(data), settings)
     if drift is not None:
         runs.log_drift(result.run_id, drift.to_dict())
-    return {"status": "trained", "data": str(data), "digest": raw.digest, "run_id": result.run_id,
+    return {"status": "trained", "data": str(data), "digest": prepared.digest, "run_id": result.run_id,
             "version": result.version, "drift": drift.to_dict() if drift else None}
 
 

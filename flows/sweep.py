@@ -21,7 +21,7 @@ from tasks.errors import InputError, NothingFinished, Problem
 from tasks.prepare.split import required_rows
 from tasks.registry.promote import GateResult
 from tasks.runs.backtest import Outcome, log_backtest, plan_folds, summarize
-from tasks.runs.fit import Prepared, prepare_data
+from tasks.data.panel import Prepared, prepare_data
 from tasks.runs.space import Proposer, Space, read_space, trial_name, trial_settings
 from tasks.runs.sweep import OBJECTIVE, best_forecasts, earlier_trials, log_sweep, trial_record, trials_table
 from tasks.settings import Settings
@@ -148,9 +148,9 @@ def run_trials(proposer: Proposer, total: int, workers: int, parent: str, name: 
                 number, asked = number + 1, asked + 1
                 try:
                     trial = Trial(number, handle, values, trial_settings(settings, values))
-                    if required_rows(trial.settings) > len(data.series):
+                    if required_rows(trial.settings) > data.rows:
                         raise InputError([Problem(f"needs {required_rows(trial.settings)} rows; "
-                                                  f"the data has {len(data.series)}")])
+                                                  f"the data has {data.rows}")])
                     jobs += start_trial(trial, parent, name, data, backtest)
                 except InputError as exc:  # a proposal the settings or the rows refuse: a failed trial, no run
                     proposer.tell(handle, None)
@@ -202,7 +202,7 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
                                   "--objective val")])
     space = read_space(Path(space_file), settings)
     prepared = prepare_data(data, settings)
-    if problems := refused(space, settings, len(prepared.series)):
+    if problems := refused(space, settings, prepared.rows):
         raise InputError(problems)
     name = name or f"sweep-{Path(data).stem}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
     parent, earlier = open_sweep(name, prepared, space, settings, workers,
@@ -230,5 +230,5 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
     model_uri = fits[best["run_id"]].model_uri if best["run_id"] in fits else runs.tag(best["run_id"], "model_uri")
     version = registry.register_version(model_uri, settings.registry.model_name, best["run_id"])
     gate = run_gate(settings.registry.model_name, data, trial_settings(settings, json.loads(best["values"])),
-                    version, prepared.series)
+                    version, prepared)
     return SweepResult(parent, name, table, best, version, gate)

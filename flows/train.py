@@ -11,7 +11,8 @@ from prefect.runtime import flow_run
 from flows.promote import run_gate
 from tasks.registry.promote import GateResult
 from tasks.report.summary import publish_report
-from tasks.runs.fit import fit_run, prepare_data
+from tasks.data.panel import prepare_data
+from tasks.runs.fit import fit_run
 from tasks.settings import Settings
 from tasks.tracking import registry, runs, store
 
@@ -48,5 +49,5 @@ def train_flow(data: str, settings: Settings = Settings()) -> TrainResult:
         fit = fit_run(prepared, settings, run_id, title=name)
         version = registry.register_version(fit.model_uri, settings.registry.model_name, run_id)
         publish_report(fit.metrics, run_id, settings.registry.model_name, version, name)
-    gate = run_gate(settings.registry.model_name, data, settings, version, prepared.series)
+    gate = run_gate(settings.registry.model_name, data, settings, version, prepared)
     return TrainResult(run_id, settings.registry.model_name, version, fit.metrics, gate)

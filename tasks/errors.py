@@ -51,6 +51,11 @@ def shown(value) -> str:
     return str(value)
 
 
+def shown_id(value) -> str:
+    """A series id as the user types it after --series: 7, not 7.0."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+
+
 class NothingFinished(RuntimeError):
     """Not one fit of a sweep or backtest finished: one line and exit code 1 (the parent run's table says
     why each failed)."""

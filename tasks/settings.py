@@ -20,6 +20,7 @@ class _Section(BaseModel):
 
 
 NO_TIME = "none"  # data.time_column / --time-col: no time column, row order is time
+ALL = "all"  # --target all / --series all: every series of the workbook
 START_DATE = date(2000, 1, 1)
 
 
@@ -28,13 +29,23 @@ class DataSettings(_Section):
     # None: auto-detect; "none" (NO_TIME): row order is time, steps numbered 0..n-1 (also chosen when no
     # column looks like time)
     time_column: str | None = None
-    target: str | None = None  # None: auto-detect when there is one numeric column
+    # None: auto-detect when there is one numeric column. Several series (wide format): names separated
+    # by commas (OT,HUFL), or "all" for every column but the time column and the features.
+    target: str | None = None
     # Extra numeric input columns (covariates). Not strict: JSON (Prefect parameters) has no tuples.
     features: Annotated[tuple[str, ...], Strict(False)] = ()
     header_row: int | None = None  # 1-based Excel row of the header; None: row 1
     # Long format (an id column such as store or sensor, several series stacked): the id of the one series
-    # to use. None: fine when the id column holds one id.
+    # to use, several ids separated by commas, or "all". None: fine when the id column holds one id.
     series: str | None = None
+    # Several series: leave out those that fail validation (the summary says which and why) instead of
+    # refusing the data.
+    skip_bad_series: bool = False
+
+    def several(self) -> bool:
+        """Does the user ask for several series (one global model over all of them)?"""
+        return any(value is not None and (value.strip().lower() == ALL or "," in value)
+                   for value in (self.target, self.series))
     fill_gaps: int = 0  # fill runs of up to this many missing steps by interpolation; 0 refuses gaps
     sort: bool = False  # sort rows by time instead of refusing unsorted data
     # strptime format of text dates (e.g. "%d.%m.%Y %H:%M"); None: inferred from every cell of the column

@@ -25,10 +25,12 @@ Data = Annotated[Path, typer.Argument(help="Workbook (.xlsx, .xlsm, .xls) or .cs
 Sheet = Annotated[Optional[str], typer.Option("--sheet", help="Sheet name (default: the first sheet)")]
 TimeCol = Annotated[Optional[str], typer.Option("--time-col", help="Time column (default: auto-detect); "
                                                                    "'none': row order is time")]
-Target = Annotated[Optional[str], typer.Option("--target", help="Column to forecast (default: auto-detect)")]
+Target = Annotated[Optional[str], typer.Option("--target", help="Column to forecast (default: auto-detect); several "
+                                                               "series: A,B or 'all' (wide format)")]
 HeaderRow = Annotated[Optional[int], typer.Option("--header-row", help="Excel row of the header (default: 1)")]
 SeriesId = Annotated[Optional[str], typer.Option("--series", help="Long format (an id column such as store or "
-                                                                  "sensor): the id of the series to use")]
+                                                                  "sensor): the id of the series to use; several: "
+                                                                  "A,B or 'all'")]
 
 
 @contextmanager

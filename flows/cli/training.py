@@ -16,17 +16,26 @@ def validate(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: 
              header_row: HeaderRow = None, series: SeriesId = None,
              config: Config = None,
              set_: Sets = []) -> None:
-    """Ingest, clean (only what data.sort / data.fill_gaps ask) and validate; print a summary."""
-    from tasks.data.clean import clean_table
-    from tasks.data.ingest import read_table
-    from tasks.data.validate import validate_table
+    """Ingest, clean (only what data.sort / data.fill_gaps ask) and validate; print a summary (of each series)."""
+    from tasks.data.clean import clean_tables
+    from tasks.data.ingest import read_tables
+    from tasks.data.validate import validate_tables
     from tasks.settings import load_settings
 
     with user_errors():
         settings = load_settings(config, [*set_, *data_overrides(sheet, time_col, target, header_row, series)])
-        raw = clean_table(read_table(data, settings.data), settings.data)
-        _, summary = validate_table(raw, settings, str(data))
-    typer.echo(f"valid: {summary}")
+        tables = clean_tables(read_tables(data, settings.data), settings.data)
+        valid = validate_tables(tables, settings, str(data))
+    if not tables.several:
+        typer.echo(f"valid: {next(iter(valid.series.values()))[1]}")
+        return
+    typer.echo(f"valid: {len(valid.series)} series in {data}" + (f" ({len(valid.skipped)} left out)" if valid.skipped else ""))
+    for series_id, (_, summary) in valid.series.items():
+        typer.echo(f"  series {series_id}: {summary.rows} rows from {summary.start} to {summary.end}")
+    for note in dict.fromkeys(n for _, summary in valid.series.values() for n in summary.notes):
+        typer.echo(f"  note: {note}")
+    for series_id, why in valid.skipped.items():
+        typer.echo(f"  left out: series {series_id} (data.skip_bad_series): {why}")
 
 
 @app.command()
@@ -50,6 +59,8 @@ def train(data: Data, sheet: Sheet = None, time_col: TimeCol = None, target: Tar
     typer.echo(f"model: {result.model_name} version {result.version}")
     typer.echo(f"test_mse: {result.metrics['test_mse']:.4f} (repeat {result.metrics['repeat_test_mse']:.4f}, "
                f"seasonal naive {result.metrics['seasonal_naive_test_mse']:.4f})")
+    if each := [k for k in result.metrics if k.startswith("test_mse.")]:
+        typer.echo(f"series: {len(each)}, one model (their figures: series.csv and series_forecasts.png on the run)")
     typer.echo(f"promotion: {result.promotion}")
     for line in _run_summary(result, settings):
         typer.echo(line)

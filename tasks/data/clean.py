@@ -16,7 +16,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.data.ingest import RawTable
+from tasks.data.ingest import RawTable, Tables
 from tasks.data.times import infer_step, read_times
 from tasks.errors import count, rows_text
 from tasks.settings import DataSettings
@@ -119,6 +119,11 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
 
 
+def clean_tables(tables: Tables, cfg: DataSettings) -> Tables:
+    """Each series cleaned on its own (sorted, gaps filled from its own neighbours)."""
+    return replace(tables, tables={i: clean_table(raw, cfg) for i, raw in tables.tables.items()})
+
+
 @task(cache_policy=NO_CACHE)
-def clean_data(raw: RawTable, cfg: DataSettings) -> RawTable:
-    return clean_table(raw, cfg)
+def clean_data(tables: Tables, cfg: DataSettings) -> Tables:
+    return clean_tables(tables, cfg)

@@ -18,8 +18,8 @@ import pandas as pd
 from prefect import task
 
 from tasks.data.times import STEPS, looks_like_time
-from tasks.errors import InputError, Problem
-from tasks.settings import NO_TIME, DataSettings
+from tasks.errors import InputError, Problem, shown_id
+from tasks.settings import ALL, NO_TIME, DataSettings
 
 EXCEL_ZIP = {".xlsx", ".xlsm"}
 SUPPORTED = EXCEL_ZIP | {".xls", ".csv", ".parquet"}
@@ -49,6 +49,16 @@ class RawTable:
     notes: tuple[str, ...] = field(default=())  # what was chosen or changed automatically
     row_unit: str = "Excel row"  # what the index counts: "Excel row", "line" (CSV) or "row" (Parquet)
     numbered: bool = False  # no time column: `time_column` (STEPS) numbers the rows 0..n-1
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The series a file holds, as the settings ask for them: one RawTable each, by series id (the
+    column's name in wide format, the id in long format)."""
+
+    tables: dict[str, RawTable]
+    id_column: str | None  # long format: the column holding the ids; None: wide, or one series
+    several: bool  # several series asked for (data.target or data.series lists them, or says "all")
 
 
 def file_digest(path: Path) -> str:
@@ -184,9 +194,18 @@ def _pick_sheet(book: pd.ExcelFile, sheet: str | int | None, path: Path) -> str:
     raise InputError([Problem(f"{path}: no sheet {sheet!r}; sheets present: {', '.join(names)}", "pass --sheet NAME")])
 
 
-def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[str | None, str, list[str]]:
-    """The time column (None: row order is time) and target: as configured, or the only plausible
-    candidate; notes say which."""
+def asked_targets(cfg: DataSettings) -> list[str] | str | None:
+    """data.target as a list of column names, ALL, or None (auto-detect)."""
+    if cfg.target is None:
+        return None
+    if cfg.target.strip().lower() == ALL:
+        return ALL
+    return [name.strip() for name in cfg.target.split(",") if name.strip()]
+
+
+def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[str | None, list[str], list[str]]:
+    """The time column (None: row order is time) and targets: as configured (ALL: every column but the
+    time column and the features), or the only plausible candidate; notes say which."""
     columns = list(frame.columns)
     notes: list[str] = []
     missing = [c for c in _named(cfg) if c not in columns]
@@ -204,8 +223,14 @@ def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[st
     else:
         time_col = cfg.time_column or _only(candidates, "time column", "--time-col", columns, where)
     numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c]) and not _id_name(c)]
-    target = cfg.target or _only([c for c in numeric if c not in cfg.features], "target column", "--target",
-                                 columns, where)
+    asked = asked_targets(cfg)
+    if asked == ALL:
+        # Text columns are series too: validation names them, rather than a model silently leaving them out.
+        targets = [c for c in columns if c != time_col and c not in cfg.features and not _id_name(c)]
+        notes.append(f"targets: every column but the time column ({len(targets)}: {', '.join(targets)})")
+    else:
+        targets = asked or [_only([c for c in numeric if c not in cfg.features], "target column", "--target",
+                                  columns, where)]
     if time_col is None:
         why = "data.time_column=none" if cfg.time_column else f"no column holds dates or times ({', '.join(columns)})"
         notes.append(f"no time column ({why}): row order is time, steps numbered 0 to {len(frame) - 1}; "
@@ -213,8 +238,8 @@ def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[st
     elif not cfg.time_column:
         notes.append(f"time column: {time_col!r} (auto-detected)")
     if not cfg.target:
-        notes.append(f"target: {target!r} (the only numeric column)")
-    return time_col, target, notes
+        notes.append(f"target: {targets[0]!r} (the only numeric column)")
+    return time_col, targets, notes
 
 
 def _id_name(column: str) -> bool:
@@ -242,39 +267,42 @@ def id_column(frame: pd.DataFrame, time_col: str | None, used: list[str]) -> str
 
 
 def pick_series(frame: pd.DataFrame, cfg: DataSettings, time_col: str | None, used: list[str],
-                where: str) -> tuple[pd.DataFrame, list[str]]:
-    """The rows of one series from a long-format sheet (`data.series`), with a note; the frame as it is
-    when there is no id column."""
+                where: str) -> tuple[dict[str, pd.DataFrame] | None, str | None, list[str]]:
+    """The rows of each series `data.series` asks for from a long-format sheet (one id, several separated
+    by commas, or "all"), by id, with the id column and a note; None when there is no id column, or
+    when it holds one series and none was asked for."""
     column = id_column(frame, time_col, used)
     if column is None:
         if cfg.series is not None:
             raise InputError([Problem(f"{where}: --series {cfg.series} given, but no id column found "
                                       f"(columns present: {', '.join(frame.columns)})",
                                       "leave out --series, or name the id column like 'id', 'store' or 'sensor'")])
-        return frame, []
+        return None, None, []
     ids = frame[column].dropna().map(shown_id)
     distinct = list(dict.fromkeys(ids))
     listed = ", ".join(distinct[:20]) + (f" and {len(distinct) - 20} more" if len(distinct) > 20 else "")
     if cfg.series is None and len(distinct) == 1:
-        return frame, [f"id column {column!r} holds one series ({distinct[0]}); ignored"]
-    if cfg.series is None or cfg.series not in distinct:
-        asked = f"no series {cfg.series!r} in" if cfg.series is not None else f"{len(distinct)} series in"
-        raise InputError([Problem(f"{where}: {asked} id column {column!r} (long format): {listed}",
-                                  "pass --series ID to use one of them (training several series at once is not "
-                                  "supported yet)")])
-    rows = ids.index[ids == cfg.series]
-    return frame.loc[rows], [f"id column {column!r}: series {cfg.series} ({len(rows)} of {len(frame)} rows; "
-                             f"{len(distinct)} series in all: {listed})"]
-
-
-def shown_id(value) -> str:
-    """An id as the user types it after --series: 7, not 7.0."""
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+        return None, None, [f"id column {column!r} holds one series ({distinct[0]}); ignored"]
+    if cfg.series is None:
+        raise InputError([Problem(f"{where}: {len(distinct)} series in id column {column!r} (long format): {listed}",
+                                  "pass --series ID to use one of them, --series A,B for some, or --series all "
+                                  "for one model over every series")])
+    wanted = distinct if cfg.series.strip().lower() == ALL else [i.strip() for i in cfg.series.split(",") if i.strip()]
+    unknown = [i for i in wanted if i not in distinct]
+    if unknown:
+        raise InputError([Problem(f"{where}: no series {', '.join(map(repr, unknown))} in id column {column!r} "
+                                  f"(long format): {listed}", "pass ids that the id column holds")])
+    rows = {i: frame.loc[ids.index[ids == i]] for i in wanted}
+    shown = ", ".join(wanted[:20]) + (f" and {len(wanted) - 20} more" if len(wanted) > 20 else "")
+    return rows, column, [f"id column {column!r}: series {shown} ({sum(map(len, rows.values()))} of {len(frame)} "
+                          f"rows; {len(distinct)} series in all: {listed})"]
 
 
 def _named(cfg: DataSettings) -> list[str]:
     """The columns the settings name."""
-    return [c for c in (cfg.time_column, cfg.target, *cfg.features) if c not in (None, NO_TIME)]
+    targets = asked_targets(cfg)
+    return [c for c in (cfg.time_column, *(targets if isinstance(targets, list) else []), *cfg.features)
+            if c not in (None, NO_TIME)]
 
 
 def _only(candidates: list[str], what: str, flag: str, columns: list[str], where: str) -> str:
@@ -366,8 +394,8 @@ def excel_cell_values(path: Path, sheet: str, frame: pd.DataFrame, columns: list
     return frame
 
 
-def read_table(path: Path, cfg: DataSettings) -> RawTable:
-    """Check, read and pick columns; the only entry point the flows use."""
+def read_tables(path: Path, cfg: DataSettings) -> Tables:
+    """Check, read and pick columns and series; the entry point the flows use."""
     path = Path(path)
     check_file(path)
     header_row = cfg.header_row or 1
@@ -384,25 +412,61 @@ def read_table(path: Path, cfg: DataSettings) -> RawTable:
         if frame.empty:
             raise InputError([Problem(f"{where} has no data rows below the header ({unit} {header_row})",
                                       "pass --sheet/--header-row if the data is elsewhere, or export it again")])
-        time_col, target, notes = pick_columns(frame, cfg, where)
+        time_col, targets, notes = pick_columns(frame, cfg, where)
     except InputError as exc:
         raise _misplaced_header(path, cfg, sheet, header_row) or exc from None
-    frame, said = pick_series(frame, cfg, time_col, [c for c in (time_col, target, *cfg.features) if c], where)
+    by_id, id_col, said = pick_series(frame, cfg, time_col, [c for c in (time_col, *targets, *cfg.features) if c],
+                                      where)
     notes += said
+    if by_id is not None and len(targets) > 1:
+        raise InputError([Problem(f"{where}: both --series {cfg.series} (long format) and --target {cfg.target} "
+                                  "(several columns) ask for several series",
+                                  "pick the series by one of them: --series in long format, --target in wide")])
     if headerless:
         notes.insert(0, f"no header row ({unit} 1 holds data, not column names): columns named "
                         f"{', '.join(frame.columns)}")
     if header_row > 1:
         notes.append(f"header on {unit} {header_row}; the {header_row - 1} row(s) above it are not read")
-    values = [target, *cfg.features]
+    values = [*targets, *cfg.features]
     if path.suffix.lower() in EXCEL_ZIP:
         frame = excel_cell_values(path, sheet, frame, values + [time_col] * (time_col is not None))
-    numbered = time_col is None
-    if numbered:
-        time_col = STEPS
-        frame = frame.assign(**{STEPS: range(len(frame))})
-    return RawTable(frame[[time_col, *values]], sheet, time_col, target, tuple(cfg.features), file_digest(path),
-                    tuple(notes), unit, numbered)
+    frames = by_id or {target: frame for target in targets}
+    digest, tables = file_digest(path), {}
+    for series_id, rows in frames.items():
+        target = targets[0] if by_id else series_id
+        notes_of = notes
+        if cfg.several() and not by_id:
+            rows, said = _own_span(rows, target, unit)
+            notes_of = notes + said
+        numbered = time_col is None
+        column = STEPS if numbered else time_col
+        if numbered:
+            rows = rows.assign(**{STEPS: range(len(rows))})
+        tables[series_id] = RawTable(rows[[column, target, *cfg.features]], sheet, column, target,
+                                     tuple(cfg.features), digest, tuple(notes_of), unit, numbered)
+    return Tables(tables, id_col, cfg.several())
+
+
+def _own_span(rows: pd.DataFrame, column: str, unit: str) -> tuple[pd.DataFrame, list[str]]:
+    """A wide sheet's column from its first to its last value: series of a sheet may start and end at
+    different times, blank before and after. Blanks inside stay, for validation to report."""
+    given = rows[column].notna().to_numpy()
+    if not given.any() or given.all():
+        return rows, []
+    first, last = given.argmax(), len(given) - 1 - given[::-1].argmax()
+    if (first, last) == (0, len(given) - 1):
+        return rows, []
+    span = rows.iloc[first:last + 1]
+    return span, [f"series {column}: its values run from {unit} {span.index[0]} to {span.index[-1]}; "
+                  "the blank rows before and after them are not part of it"]
+
+
+def read_table(path: Path, cfg: DataSettings) -> RawTable:
+    """The one series the settings ask for (read_tables, for settings that ask for one)."""
+    tables = read_tables(path, cfg)
+    if tables.several:
+        raise ValueError("read_table reads one series; these settings ask for several: use read_tables")
+    return next(iter(tables.tables.values()))
 
 
 def _content_key(context, parameters) -> str:
@@ -421,5 +485,5 @@ def _transient(task, task_run, state) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=1, retry_condition_fn=_transient, cache_key_fn=_content_key)
-def read_workbook(path: Path, cfg: DataSettings) -> RawTable:
-    return read_table(path, cfg)
+def read_workbook(path: Path, cfg: DataSettings) -> Tables:
+    return read_tables(path, cfg)

@@ -14,7 +14,7 @@ import pandera.pandas as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.data.ingest import RawTable
+from tasks.data.ingest import RawTable, Tables
 from tasks.data.schemas import raw_schema, series_schema
 from tasks.data.times import CALENDAR, STEPS, TimeReading, calendar_steps, infer_step, read_times, step_text
 from tasks.errors import EXAMPLES, InputError, Problem, count, longest_run, rows_text, shown
@@ -39,7 +39,8 @@ class Summary:
     step: str
     notes: tuple[str, ...]
 
-    def _step(self) -> str:
+    def spacing(self) -> str:
+        """The step as a user says it: 1 hour, 1 month."""
         try:
             return step_text(pd.Timedelta(self.step))
         except ValueError:  # a calendar frequency (months, years) has no fixed length
@@ -50,7 +51,7 @@ class Summary:
 
     def __str__(self) -> str:
         span = (f"steps {self.start} to {self.end} (row order)" if self.frequency == STEPS else
-                f"from {self.start} to {self.end}  every {self._step()} (frequency {self.frequency}), no gaps")
+                f"from {self.start} to {self.end}  every {self.spacing()} (frequency {self.frequency}), no gaps")
         lines = [
             f"{self.source}" + (f" [sheet {self.sheet}]" if self.sheet else ""),
             f"  rows: {self.rows}  {span}",
@@ -205,12 +206,13 @@ def _gap_problems(times: pd.Series, step: pd.Timedelta | None, freq: str, time_c
     )], {(time_column, int(row)) for _, row, _ in gaps if pd.notna(row)}
 
 
-def validate_table(raw: RawTable, settings: Settings, source: str) -> tuple[pd.DataFrame, Summary]:
+def validate_table(raw: RawTable, settings: Settings, source: str, series_id: str | None = None
+                   ) -> tuple[pd.DataFrame, Summary]:
     """Typed series (DatetimeIndex, or step numbers when row order is time; target, then features, as
-    float) and its summary, or InputError."""
+    float) and its summary, or InputError; `series_id`: the id messages name (long format's several series)."""
     values = [raw.target, *raw.features]
     frame, unit, time = raw.frame, raw.row_unit, raw.time_column
-    where = source + (f", sheet {raw.sheet!r}" if raw.sheet else "")
+    where = source + (f", sheet {raw.sheet!r}" if raw.sheet else "") + (f", series {series_id}" if series_id else "")
     reading = TimeReading(frame[time]) if raw.numbered else read_times(frame[time], settings.data, unit)
     # A column that cannot be read as time at all gets one message; its cells and order are not judged.
     problems = [Problem(f"{where}, column {time!r}: {what}", todo) for what, todo in reading.refused]
@@ -258,9 +260,48 @@ def validate_table(raw: RawTable, settings: Settings, source: str) -> tuple[pd.D
     return series, summary
 
 
+@dataclass(frozen=True)
+class Valid:
+    """The series that passed validation, by id, and those left out (data.skip_bad_series) with why."""
+
+    series: dict[str, tuple[pd.DataFrame, Summary]]
+    skipped: dict[str, str]
+
+
+def validate_tables(tables: Tables, settings: Settings, source: str) -> Valid:
+    """Every series validated on its own, every problem of every series reported at once. With
+    data.skip_bad_series, the series that fail are left out instead (said in the summary), as long as
+    one is left. One model forecasts at one frequency, so the series must share it."""
+    valid, failed = {}, {}
+    for series_id, raw in tables.tables.items():
+        # Wide format's messages name the series already (its column); long format's say the id.
+        named = series_id if tables.id_column and tables.several else None
+        try:
+            valid[series_id] = validate_table(raw, settings, source, named)
+        except InputError as exc:
+            failed[series_id] = exc.problems
+    if failed and not (settings.data.skip_bad_series and valid):
+        problems = list(dict.fromkeys(p for found in failed.values() for p in found))  # wide: one time column
+        if tables.several and valid:
+            problems.append(Problem(f"{source}: {len(failed)} of {len(tables.tables)} series failed "
+                                    f"({', '.join(failed)})", "fix them, or leave them out with "
+                                    "--set data.skip_bad_series=true"))
+        raise InputError(problems)
+    frequencies = {i: summary.frequency for i, (_, summary) in valid.items()}
+    if len(set(frequencies.values())) > 1:
+        shown_ = ", ".join(f"{i} every {summary.spacing()}" for i, (_, summary) in valid.items())
+        raise InputError([Problem(f"{source}: the series are not spaced alike ({shown_}); one model forecasts "
+                                  "series of one frequency", "train the series of each frequency apart "
+                                  "(--series A,B, or --target A,B)")])
+    return Valid(valid, {i: str(found[0]) for i, found in failed.items()})
+
+
 @task(cache_policy=NO_CACHE)
-def validate_data(raw: RawTable, settings: Settings, source: str) -> tuple[pd.DataFrame, Summary]:
-    series, summary = validate_table(raw, settings, source)
-    for note in summary.notes:  # what was chosen or changed without being asked, in the run's log
-        get_run_logger().info(note)
-    return series, summary
+def validate_data(tables: Tables, settings: Settings, source: str) -> Valid:
+    valid = validate_tables(tables, settings, source)
+    logger = get_run_logger()
+    for note in dict.fromkeys(n for _, summary in valid.series.values() for n in summary.notes):
+        logger.info(note)  # what was chosen or changed without being asked, in the run's log
+    for series_id, why in valid.skipped.items():
+        logger.warning("series %s left out (data.skip_bad_series): %s", series_id, why)
+    return valid

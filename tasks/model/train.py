@@ -15,8 +15,7 @@ from prefect.logging import get_run_logger
 from tensorflow.python.framework import config as tf_config
 
 from tasks.model.network import build_model
-from tasks.prepare.split import Bounds
-from tasks.prepare.window import make_windows, origins
+from tasks.prepare.window import Stack, make_windows
 from tasks.settings import Settings
 
 LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "huber"}
@@ -106,19 +105,20 @@ class EarlyStoppingFromStart(keras.callbacks.EarlyStopping):
         self.best, self.best_weights = self.start_loss, self.model.get_weights()
 
 
-def fit_model(values: np.ndarray, bounds: Bounds, settings: Settings, callbacks: list = (),
+def fit_model(stack: Stack, settings: Settings, callbacks: list = (),
               backup_dir: Path | None = None) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Train on the train split, early-stop on the val split; returns the best model and its history
-    (per epoch `loss`, `val_loss`; `val_loss_start`, before the first epoch; `val_loss_kept`, of the
-    weights returned)."""
+    """Train on the train split of every series of the stack, early-stop on their val split; returns the
+    best model and its history (per epoch `loss`, `val_loss`; `val_loss_start`, before the first epoch;
+    `val_loss_kept`, of the weights returned)."""
     w, t = settings.window, settings.train
+    values = stack.values
     limit_threads(t.threads)
     seed_everything(t.seed, xla=t.jit_compile)
-    train_origins = origins(bounds.train, w)
+    train_origins = stack.origins("train", w)
     # XLA compiles once per batch shape: a last, smaller batch would cost a second compile (seconds).
     train = make_windows(values, train_origins, w, t.batch_size, shuffle_seed=t.seed,
                          drop_remainder=t.jit_compile and len(train_origins) > t.batch_size, threads=t.threads)
-    val = make_windows(values, origins(bounds.val, w), w, max(t.batch_size, 256), threads=t.threads)
+    val = make_windows(values, stack.origins("val", w), w, max(t.batch_size, 256), threads=t.threads)
     model = build_model(settings, channels=values.shape[1])
     if settings.model.linear_skip and w.mode == "direct":
         solve_linear_skip(model, make_windows(values, train_origins, w, 1024, threads=t.threads))
@@ -145,11 +145,10 @@ def fit_model(values: np.ndarray, bounds: Bounds, settings: Settings, callbacks:
 
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def train_model(values: np.ndarray, bounds: Bounds, settings: Settings, callbacks: list = (),
+def train_model(stack: Stack, settings: Settings, callbacks: list = (),
                 backup_dir: Path | None = None) -> tuple[keras.Model, dict[str, list[float]]]:
     logger = get_run_logger()
-    model, history = fit_model(values, bounds, settings, [ProgressLog(logger, settings.train.epochs), *callbacks],
-                               backup_dir)
+    model, history = fit_model(stack, settings, [ProgressLog(logger, settings.train.epochs), *callbacks], backup_dir)
     if settings.train.patience and history["val_loss_kept"][0] >= history["val_loss_start"][0]:
         logger.info("kept the starting weights: no epoch beat their val_loss %.4f", history["val_loss_start"][0])
     return model, history

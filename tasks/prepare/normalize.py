@@ -23,6 +23,7 @@ def fit_scaler(series: pd.DataFrame, bounds: Bounds) -> Scaler:
 
 
 @task(cache_policy=NO_CACHE)
-def normalize_series(series: pd.DataFrame, bounds: Bounds) -> tuple[Scaler, np.ndarray]:
-    scaler = fit_scaler(series, bounds)
-    return scaler, scaler.transform(series)
+def normalize_series(frames: list[pd.DataFrame], bounds: list[Bounds]) -> tuple[list[Scaler], list[np.ndarray]]:
+    """Each series z-scored with the statistics of its own train split."""
+    scalers = [fit_scaler(frame, b) for frame, b in zip(frames, bounds)]
+    return scalers, [scaler.transform(frame) for scaler, frame in zip(scalers, frames)]

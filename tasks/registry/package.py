@@ -1,4 +1,4 @@
-"""What the logged model carries besides its code: the spec (columns, frequency, windows, scaler, intervals,
+"""What the logged model carries besides its code: the spec (columns, frequency, windows, scalers, intervals,
 how far its training data reached) and an input/output example."""
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.prepare.scaler import Scaler
 from tasks.prepare.split import Bounds
-from tasks.registry.pyfunc import forecast_next
+from tasks.registry.pyfunc import SERIES, forecast_next
 
 
 def model_spec(summary, scaler: Scaler, settings, halfwidth: list[float], seen_through: str | int) -> dict:
-    """Everything besides the weights that a forecast needs, stored as JSON beside the Keras model;
-    `halfwidth`: the conformal intervals' per-step half-widths in the target's units (tasks/model/intervals.py);
-    `seen_through`: the time of the last row training looked at, the promotion gate scores only after it."""
+    """Everything besides the weights that a forecast of one series needs, stored as JSON beside the Keras
+    model; `halfwidth`: the conformal intervals' per-step half-widths in the target's units
+    (tasks/model/intervals.py); `seen_through`: the time of the last row training looked at, the promotion
+    gate scores only after it."""
     return {
         "time_column": summary.time_column, "target": summary.target, "features": list(summary.features),
         "frequency": summary.frequency, "input_length": settings.window.input_length,
@@ -25,15 +26,32 @@ def model_spec(summary, scaler: Scaler, settings, halfwidth: list[float], seen_t
     }
 
 
+def series_spec(data, scalers: list[Scaler], settings, halfwidths: list[list[float]], seen_through: str | int) -> dict:
+    """The spec of a model of several series: what they share, and under `series` each one's column,
+    scaler and intervals by id. `target` is the value column in long format (`id_column` names the ids),
+    None in wide format, where each series is a column of its own."""
+    spec = model_spec(data.summary, scalers[0], settings, halfwidths[0], seen_through)
+    del spec["scaler"], spec["interval"]
+    spec["series"] = {m.id: {"column": m.summary.target, "scaler": scaler.to_dict(),
+                             "interval": {"coverage": settings.evaluate.coverage, "halfwidth": list(halfwidth)}}
+                      for m, scaler, halfwidth in zip(data.members, scalers, halfwidths)}
+    spec["id_column"] = data.id_column
+    spec["target"] = data.summary.target if data.id_column else None
+    return spec
+
+
 @task(cache_policy=NO_CACHE)
-def package_model(keras_model, summary, scaler: Scaler, settings, series: pd.DataFrame, halfwidth: list[float],
-                  bounds: Bounds) -> dict:
-    """The pieces `models.log_model` logs as the pyfunc, with the forecast after the end of the data.
-    Training saw the rows up to the end of the validation split (fit, early stopping, interval calibration)."""
-    last_seen = series.index[bounds.val[1] - 1]  # a timestamp, or a step number (no time column)
-    spec = model_spec(summary, scaler, settings, halfwidth,
-                      last_seen.isoformat() if isinstance(last_seen, pd.Timestamp) else int(last_seen))
-    example = series.iloc[-settings.window.input_length:].reset_index()
-    future = forecast_next(keras_model, spec, example)
-    return {"keras_model": keras_model, "spec": spec, "input_example": example, "output_example": future,
-            "name": settings.registry.model_name}
+def package_model(keras_model, data, scalers: list[Scaler], halfwidths: list[list[float]], bounds: list[Bounds],
+                  settings) -> dict:
+    """The pieces `models.log_model` logs as the pyfunc of the series of `data` (tasks/data/panel.py `Prepared`),
+    with the forecast after the end of the data (`future`: of the first series). Training saw each series'
+    rows up to the end of its validation split (fit, early stopping, interval calibration)."""
+    last_seen = max(m.series.index[b.val[1] - 1] for m, b in zip(data.members, bounds))  # time, or step number
+    seen = last_seen.isoformat() if isinstance(last_seen, pd.Timestamp) else int(last_seen)
+    spec = (series_spec(data, scalers, settings, halfwidths, seen) if data.several
+            else model_spec(data.summary, scalers[0], settings, halfwidths[0], seen))
+    example = data.latest(settings.window.input_length)
+    output = forecast_next(keras_model, spec, example)
+    future = output[output[SERIES] == data.members[0].id].drop(columns=SERIES) if data.several else output
+    return {"keras_model": keras_model, "spec": spec, "input_example": example, "output_example": output,
+            "future": future, "name": settings.registry.model_name}

@@ -30,7 +30,8 @@ from tasks.model.evaluate import forecast_windows, repeat_forecast
 from tasks.prepare.split import _count
 from tasks.prepare.window import target_windows
 from tasks.registry.forecast import Forecaster, load_forecaster, read_model_input
-from tasks.registry.pyfunc import spec_scaler, spec_window
+from tasks.data.panel import Prepared
+from tasks.registry.pyfunc import SERIES, spec_scaler, spec_window
 from tasks.settings import PromotionSettings, Settings
 from tasks.tracking import registry, runs
 from tasks.tracking.locks import registry_lock
@@ -72,52 +73,88 @@ def first_unseen_row(index: pd.Index, spec: dict) -> int:
     return int(index.searchsorted(pd.Timestamp(seen) if isinstance(seen, str) else seen, side="right"))
 
 
-def forecast_units(forecaster: Forecaster, series: pd.DataFrame, starts: range) -> np.ndarray:
+def series_spec(spec: dict, series_id: str | None) -> dict:
+    """The spec of one series of a model: the model's own for a model of one series (`series_id` None)."""
+    if series_id is None:
+        return spec
+    part = spec[SERIES][series_id]
+    return spec | {"target": part["column"], "scaler": part["scaler"]}
+
+
+def forecast_units(forecaster: Forecaster, series: pd.DataFrame, starts: range, series_id: str | None = None
+                   ) -> np.ndarray:
     """The model's forecasts from every origin [windows, H] in the target's units, batched through Keras."""
-    scaler = spec_scaler(forecaster.spec)
-    normalized = forecast_windows(forecaster.keras_model, scaler.transform(series), starts, spec_window(forecaster.spec))
+    spec = series_spec(forecaster.spec, series_id)
+    scaler = spec_scaler(spec)
+    normalized = forecast_windows(forecaster.keras_model, scaler.transform(series), starts, spec_window(spec))
     return scaler.inverse_target(normalized)
 
 
 def comparable(challenger: dict, champion: dict | None) -> list[str]:
-    """Why the two models cannot be scored on the same windows: another target, horizon or frequency, or
-    a model that does not record where its training data ended. Empty when they can."""
+    """Why the two models cannot be scored on the same windows: another target, horizon, frequency or set
+    of series, or a model that does not record where its training data ended. Empty when they can."""
     specs = [challenger] if champion is None else [challenger, champion]
     why = [f"champion and challenger differ in {key}: {champion[key]!r} vs {challenger[key]!r}"
            for key in ("target", "horizon", "frequency") if champion is not None and champion[key] != challenger[key]]
+    if champion is not None and (SERIES in champion) != (SERIES in challenger):
+        several, one = ("challenger", "champion") if SERIES in challenger else ("champion", "challenger")
+        why.append(f"the {several} forecasts several series, the {one} one")
+    elif champion is not None and SERIES in challenger and set(champion[SERIES]) != set(challenger[SERIES]):
+        why.append(f"champion and challenger forecast other series ({', '.join(champion[SERIES])} vs "
+                   f"{', '.join(challenger[SERIES])}); the gate compares them on the same ones")
     if any("seen_through" not in spec for spec in specs):
         why.append("a model does not record where its training data ended (logged before the gate checked it)")
     return why
 
 
-def judge(series: pd.DataFrame, challenger: Forecaster, champion: Forecaster | None, settings: Settings) -> Verdict:
-    """The gate's verdict on `series`: scores of challenger, champion and Repeat (MSE, target units squared)
-    on the same newest windows that neither model was trained on, and the decision they give."""
+def judge(data: Prepared, challenger: Forecaster, champion: Forecaster | None, settings: Settings) -> Verdict:
+    """The gate's verdict on `data`: scores of challenger, champion and Repeat on the same newest windows
+    that neither model was trained on, and the decision they give. The score is the MSE in the target's
+    units squared; with several series, each series' errors in units of its standard deviation over
+    `data` (the same scale for both models, whatever statistics each normalized with), pooled over series
+    and windows."""
     spec, models = challenger.spec, [f for f in (challenger, champion) if f is not None]
     why = comparable(spec, champion.spec if champion else None)
-    missing = [c for c in needed_columns(challenger, champion) if c not in series.columns]
+    missing = missing_inputs(data, challenger, champion)
     if missing:
-        why.append(f"the data lacks column(s) {', '.join(missing)} that the models read")
+        why.append(f"the data lacks {', '.join(missing)} that the models read")
     if why:
         return Verdict(NOT_COMPARED, "; ".join(why) + "; promote --version N --force decides by hand", {})
     lookback = max(f.spec["input_length"] for f in models)
-    unseen = max(first_unseen_row(series.index, f.spec) for f in models)
-    starts = gate_origins(len(series), settings, lookback, spec["horizon"], unseen)
-    if len(starts) == 0:
+    members = {m.id: m for m in data.members}
+    pieces = [(i, members[i].series) for i in spec[SERIES]] if SERIES in spec else [(None, data.series)]
+    errors: dict[str, list[np.ndarray]] = {"challenger": [], "champion": [], "repeat": []}
+    windows, short = 0, []
+    for series_id, series in pieces:
+        unseen = max(first_unseen_row(series.index, f.spec) for f in models)
+        starts = gate_origins(len(series), settings, lookback, spec["horizon"], unseen)
+        if len(starts) == 0:
+            short.append(f"{max(len(series) - unseen, 0)} of the {len(series)} rows"
+                         + (f" of series {series_id}" if series_id else " of the data"))
+            continue
+        target = series[[series_spec(spec, series_id)["target"]]].to_numpy()  # [rows, 1], units
+        truth = target_windows(target, starts, spec["horizon"])  # [windows, H]
+        # Several series: each in units of its own spread, so that no series' units outweigh the others'.
+        scale = 1.0 if series_id is None else float(np.std(target)) or 1.0
+        forecasts = {"challenger": forecast_units(challenger, series, starts, series_id),
+                     "repeat": repeat_forecast(target, starts, spec["horizon"])}
+        if champion is not None:
+            forecasts["champion"] = forecast_units(champion, series, starts, series_id)
+        for name, forecast in forecasts.items():
+            errors[name].append(forecast - truth if series_id is None else (forecast - truth) / scale)
+        windows += len(starts)
+    if short:
         seen = ", ".join(f"version {f.version} through {f.spec['seen_through']}" for f in models)
-        return Verdict(KEPT, f"too few rows to score fairly: {max(len(series) - unseen, 0)} of the data's {len(series)} "
-                             f"rows come after the models' training data ({seen}), and a gate window needs "
-                             f"{spec['horizon']} of them in its newest stretch; pass newer data", {})
-    target = series[[spec["target"]]].to_numpy()  # [rows, 1], units
-    truth = target_windows(target, starts, spec["horizon"])  # [windows, H]
+        return Verdict(KEPT, f"too few rows to score fairly: {'; '.join(short)} come after the models' training "
+                             f"data ({seen}), and a gate window needs {spec['horizon']} of them in its newest "
+                             "stretch; pass newer data", {})
 
-    def mse(forecast: np.ndarray) -> float:
-        return float(np.mean((forecast - truth) ** 2))
+    def mse(name: str) -> float:
+        return float(np.mean(np.concatenate(errors[name]) ** 2))
 
-    scores = {"gate_challenger_mse": mse(forecast_units(challenger, series, starts)),
-              "gate_repeat_mse": mse(repeat_forecast(target, starts, spec["horizon"])), "gate_windows": float(len(starts))}
+    scores = {"gate_challenger_mse": mse("challenger"), "gate_repeat_mse": mse("repeat"), "gate_windows": float(windows)}
     if champion is not None:
-        scores["gate_champion_mse"] = mse(forecast_units(champion, series, starts))
+        scores["gate_champion_mse"] = mse("champion")
     return Verdict(*decide(scores, settings.promotion), scores)
 
 
@@ -149,7 +186,7 @@ def champion_now(model_name: str) -> Forecaster | None:
 
 
 def apply_decision(model_name: str, challenger: Forecaster, champion: Forecaster | None, verdict: Verdict,
-                   series: pd.DataFrame, settings: Settings, data: str) -> GateResult:
+                   prepared: Prepared, settings: Settings, data: str) -> GateResult:
     """Under the registry lock: if `champion` is no longer the champion, judge again against the one that
     is; record the decision and scores on the challenger's run and version; if promoted, move `champion`
     and drop `challenger` when this version holds it. Nothing moves before this step, so bad input leaves
@@ -160,7 +197,7 @@ def apply_decision(model_name: str, challenger: Forecaster, champion: Forecaster
         # (When the challenger holds `champion` already, this is a retry of this very decision.)
         if now not in (met, challenger.version):
             champion = champion_now(model_name)
-            verdict = judge(series, challenger, champion, settings)
+            verdict = judge(prepared, challenger, champion, settings)
             verdict = replace(verdict, reason=f"judged again: version {now or 'none'} replaced {met or 'none'} "
                                               f"as champion while the gate scored; {verdict.reason}")
         tags = {"promotion_decision": verdict.decision, "promotion_reason": verdict.reason,
@@ -211,26 +248,37 @@ def gate_candidates(model_name: str, version: str | None) -> tuple[Forecaster, F
     return load_candidates(model_name, version)
 
 
-def needed_columns(challenger: Forecaster, champion: Forecaster | None) -> list[str]:
-    """The value columns the gate's forecasts read: the target and both models' features."""
-    features = [*challenger.spec["features"], *(champion.spec["features"] if champion else [])]
-    return [challenger.spec["target"], *dict.fromkeys(features)]
+def missing_inputs(data: Prepared, challenger: Forecaster, champion: Forecaster | None) -> list[str]:
+    """What the gate's forecasts read that `data` lacks: the challenger's series, the target and both
+    models' features (as `column(s) ...` and `series ...`)."""
+    spec = challenger.spec
+    features = [*spec["features"], *(champion.spec["features"] if champion else [])]
+    members = {m.id: m for m in data.members} if data.several else {}
+    if SERIES in spec:
+        absent = [i for i in spec[SERIES] if i not in members]
+        present = [members[i] for i in spec[SERIES] if i in members]
+        columns = {c for m in present for c in m.series.columns}
+        needed = [*dict.fromkeys([*(members[i].summary.target for i in spec[SERIES] if i in members), *features])]
+    else:
+        absent, columns = [], set(data.series.columns) if not data.several else set()
+        needed = [spec["target"], *dict.fromkeys(features)]
+    missing = [c for c in needed if c not in columns]
+    return ([f"column(s) {', '.join(missing)}"] if missing else []) + ([f"series {', '.join(absent)}"] if absent else [])
 
 
 @task(cache_policy=NO_CACHE)
-def read_gate_data(data: str, settings: Settings, challenger: Forecaster, champion: Forecaster | None) -> pd.DataFrame:
-    """DATA, validated, with the columns both models read."""
+def read_gate_data(data: str, settings: Settings, challenger: Forecaster, champion: Forecaster | None) -> Prepared:
+    """DATA, validated, with the series and columns both models read."""
     extra = tuple(champion.spec["features"]) if champion else ()
-    return read_model_input(Path(data), settings.data, challenger.spec, extra)[0]
+    return read_model_input(Path(data), settings.data, challenger.spec, extra)
 
 
 @task(cache_policy=NO_CACHE)
-def score_gate(series: pd.DataFrame, challenger: Forecaster, champion: Forecaster | None,
-               settings: Settings) -> Verdict:
-    return judge(series, challenger, champion, settings)
+def score_gate(data: Prepared, challenger: Forecaster, champion: Forecaster | None, settings: Settings) -> Verdict:
+    return judge(data, challenger, champion, settings)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
 def promote_model(model_name: str, challenger: Forecaster, champion: Forecaster | None, verdict: Verdict,
-                  series: pd.DataFrame, settings: Settings, data: str) -> GateResult:
-    return apply_decision(model_name, challenger, champion, verdict, series, settings, data)
+                  prepared: Prepared, settings: Settings, data: str) -> GateResult:
+    return apply_decision(model_name, challenger, champion, verdict, prepared, settings, data)

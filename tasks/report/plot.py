@@ -9,6 +9,7 @@ matplotlib.use("Agg")  # headless: runs on servers and workers without a display
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 from prefect import task
@@ -65,6 +66,36 @@ def plot_future(actual: pd.Series, future: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
+def plot_futures(series: list[tuple[str, pd.Series, pd.DataFrame]], title: str) -> Figure:
+    """`plot_future` for several series, a small panel each (`id, actual, its forecast rows`)."""
+    cols = min(4, len(series))
+    rows = -(-len(series) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 2.5 * rows + 0.6), layout="constrained", squeeze=False)
+    for ax, (label, actual, future) in zip(axes.flat, series):
+        shown = actual.iloc[-4 * len(future):]
+        ax.plot(shown.index, shown.to_numpy(), color="0.35", lw=1)
+        ax.fill_between(future["timestamp"], future["lower"], future["upper"], color="tab:orange", alpha=0.25, lw=0)
+        ax.plot(future["timestamp"], future["forecast"], color="tab:orange", lw=1.5)
+        ax.axvline(actual.index[-1], color="0.6", ls="--", lw=0.8)
+        ax.set_title(label, fontsize="small")
+        _few_ticks(ax, shown.index)
+    for ax in axes.flat[len(series):]:
+        ax.axis("off")
+    fig.suptitle(f"{title}\nlatest values (grey), forecast with its prediction interval (orange)", fontsize="medium")
+    return fig
+
+
+def _few_ticks(ax, index: pd.Index) -> None:
+    """Three or four labels on a small panel's time axis."""
+    ax.tick_params(labelsize="x-small")
+    if isinstance(index, pd.DatetimeIndex):
+        ticks = AutoDateLocator(minticks=3, maxticks=6)
+        ax.xaxis.set_major_locator(ticks)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(ticks))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(3, integer=True))
+
+
 def plot_losses(history: dict[str, list[float]]) -> Figure:
     """Train and validation loss per epoch, the best validation epoch marked, and the val loss of the
     weights training started from (epoch 0), which the model keeps unless an epoch beats it."""
@@ -106,6 +137,27 @@ def plot_forecasts(actual: pd.Series, forecasts: list[tuple[str, pd.Index, np.nd
         ax.axvline(mark, color="0.5", ls="--", lw=0.8)
     ax.set(title=title, ylabel=actual.name)
     ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+MAX_PANELS = 16  # series shown one panel each; past that, the worst by test_mse
+
+
+def plot_series_panels(panels: list[tuple[str, pd.Series, pd.Index, np.ndarray]], title: str) -> Figure:
+    """One small panel per series: its test forecasts from every H-th origin over the actual series
+    (`label, actual, the times of its test targets, forecasts [windows, H]`). No legend: the caption says
+    which line is which."""
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 2.5 * rows + 0.6), layout="constrained", squeeze=False)
+    for ax, (label, actual, index, forecast) in zip(axes.flat, panels):
+        _actual(ax, actual, index[0], forecast.shape[1], index[-1])
+        _tiles(ax, index, forecast, "tab:blue", "test forecast")
+        ax.set_title(label, fontsize="small")
+        _few_ticks(ax, index)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"{title}\nactual (grey), test forecasts from every H-th origin (blue)", fontsize="medium")
     return fig
 
 

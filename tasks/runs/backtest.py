@@ -27,7 +27,8 @@ from tasks.settings import Settings, WindowSettings
 from tasks.tracking import runs
 
 if TYPE_CHECKING:  # tasks.runs.fit imports TensorFlow; planning folds should not
-    from tasks.runs.fit import FitResult, Prepared
+    from tasks.data.panel import Prepared
+    from tasks.runs.fit import FitResult
 
 SCORES = ["test_mse", "test_mae", "repeat_test_mse", "seasonal_naive_test_mse", "val_mse"]
 

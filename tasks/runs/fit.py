@@ -10,6 +10,7 @@ another machine can run it; it opens its own tracking client from the URI it is 
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -21,35 +22,19 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.data.clean import clean_data
 from tasks.data.drift import profile
-from tasks.data.ingest import read_workbook
-from tasks.data.validate import Summary, validate_data
+from tasks.data.panel import Member, Prepared
 from tasks.errors import FitFailed
 from tasks.model.evaluate import evaluate_forecasts, forecast_windows, season_length
 from tasks.model.intervals import conformal_halfwidths
 from tasks.model.train import train_model
 from tasks.prepare.normalize import normalize_series
 from tasks.prepare.split import Bounds, split_bounds
-from tasks.prepare.window import origins, target_windows
+from tasks.prepare.window import Stack, origins, target_windows
 from tasks.registry.package import package_model
-from tasks.report.plot import make_figures
+from tasks.report.plot import MAX_PANELS, make_figures, plot_series_panels
 from tasks.settings import Settings
 from tasks.tracking import models, runs, store
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A series read, cleaned and validated once, with what every run logs about where it came from."""
-
-    series: pd.DataFrame  # DatetimeIndex; the target, then features, as float
-    summary: Summary
-    digest: str  # sha256 of the file's bytes
-    source: str  # the data file, as the user named it
-
-    def head(self, rows: int) -> Prepared:
-        """The first `rows` rows only: what a backtest fold may see."""
-        return Prepared(self.series.iloc[:rows], self.summary, self.digest, self.source)
 
 
 @dataclass(frozen=True)
@@ -60,17 +45,10 @@ class FitResult:
     metrics: dict[str, float]  # test metrics of model and baselines, `val_mse`, `start_val_mse`, `kept_val_loss`
     history: dict[str, list[float]]  # per epoch `loss`, `val_loss`
     model_uri: str | None  # the logged pyfunc, to register (None when not logged)
-    test_starts: tuple[int, int]  # [first, last + 1) test origin, as row numbers of the series
-    test_forecast: np.ndarray  # [windows, H] in the target's units
+    test_starts: tuple[int, int]  # [first, last + 1) test origin, as row numbers of the (first) series
+    test_forecast: np.ndarray  # [windows, H] in the target's units (of the first series)
     step_mse: list[float]  # test MSE (normalized) at each horizon step
     segments: list[dict[str, float]] = field(default_factory=list)  # metrics per `segments` asked for
-
-
-def prepare_data(data: str, settings: Settings) -> Prepared:
-    """Read, clean (only as data.sort / data.fill_gaps ask) and validate: the series every fit starts from."""
-    raw = clean_data(read_workbook(Path(data), settings.data), settings.data)
-    series, summary = validate_data(raw, settings, data)
-    return Prepared(series, summary, raw.digest, data)
 
 
 def backup_dir(run_id: str) -> Path:
@@ -83,21 +61,65 @@ def fit_run(data: Prepared, settings: Settings, run_id: str, bounds: Bounds | No
             title: str = "", segments: list[tuple[int, int]] = ()) -> FitResult:
     """Fit `settings` on `data` and log everything to run `run_id` (left RUNNING: the caller ends it).
 
-    `bounds` default to the settings' split; `segments` are row ranges inside the test split that get
-    metrics of their own (a backtest's folds scored by one model)."""
+    `bounds` default to the settings' split of each series; `segments` are row ranges inside the test split
+    that get metrics of their own (a backtest's folds scored by one model)."""
+    every = [bounds or split_bounds(len(m.series), settings.split) for m in data.members]
     try:
-        return _fit(data, settings, run_id, bounds or split_bounds(len(data.series), settings.split), log_model,
-                    title, segments)
+        return _fit(data, settings, run_id, every, log_model, title, segments)
     finally:
         shutil.rmtree(backup_dir(run_id), ignore_errors=True)  # train_model's own retries are over by now
 
 
-def _fit(data: Prepared, settings: Settings, run_id: str, bounds: Bounds, log_model: bool, title: str,
+@dataclass(frozen=True)
+class Scored:
+    """One series' evaluation by the fitted model."""
+
+    metrics: dict[str, float]  # its test metrics (tasks/model/evaluate.py) and `val_mse`
+    windows: tuple[int, int]  # val and test windows: the weights of its figures in the overall ones
+    halfwidth: list[float]  # the intervals' per-step half-widths, in its units
+    test: range  # test origins, as its rows
+    test_pred: np.ndarray  # [windows, H], normalized
+    step_mse: np.ndarray  # [H]
+    segments: list[dict[str, float]]
+
+
+def score_member(member: Member, values: np.ndarray, scaler, bounds: Bounds, val_pred: np.ndarray,
+                 test_pred: np.ndarray, settings: Settings, segments: list[tuple[int, int]]) -> Scored:
+    """Calibrate one series' intervals on its val forecasts, and score its test forecasts against the baselines."""
+    w = settings.window
+    val, test = origins(bounds.val, w, training=False), origins(bounds.test, w, training=False)
+    val_true = target_windows(values, val, w.horizon)
+    halfwidth = conformal_halfwidths(scaler.inverse_target(val_pred) - scaler.inverse_target(val_true),
+                                     settings.evaluate.coverage).tolist()
+    summary = member.summary
+    season = settings.evaluate.season or season_length(summary.frequency, summary.step)
+    train_units = member.series[summary.target].to_numpy()[slice(*bounds.train)]
+    metrics = evaluate_forecasts(values, test, test_pred, scaler, train_units, season, halfwidth)
+    metrics["val_mse"] = float(np.mean((val_pred - val_true) ** 2))
+    scored = []
+    for start, stop in segments:
+        part = origins((start, stop), w, training=False)
+        rows = slice(part.start - test.start, part.stop - test.start)
+        scored.append(evaluate_forecasts(values, part, test_pred[rows], scaler, train_units, season, halfwidth))
+    step_mse = np.mean((test_pred - target_windows(values, test, w.horizon)) ** 2, axis=0)
+    return Scored(metrics, (len(val), len(test)), halfwidth, test, test_pred, step_mse, scored)
+
+
+def overall(figures: list[dict[str, float]], weights: list[int]) -> dict[str, float]:
+    """The figures of several series as one: their means weighted by windows (a mean over series and
+    windows); one series' own figures, as they are."""
+    if len(figures) == 1:
+        return dict(figures[0])
+    return {k: float(np.average([f[k] for f in figures], weights=weights)) for k in figures[0]}
+
+
+def _fit(data: Prepared, settings: Settings, run_id: str, bounds: list[Bounds], log_model: bool, title: str,
          segments: list[tuple[int, int]]) -> FitResult:
-    series, summary, w = data.series, data.summary, settings.window
-    scaler, values = normalize_series(series, bounds)
+    w, members = settings.window, data.members
+    scalers, arrays = normalize_series([m.series for m in members], bounds)
+    stack = Stack.of(arrays, bounds)
     clock = time.perf_counter()
-    model, history = train_model(values, bounds, settings, [runs.epoch_logger(run_id)], backup_dir(run_id))
+    model, history = train_model(stack, settings, [runs.epoch_logger(run_id)], backup_dir(run_id))
     train_seconds = time.perf_counter() - clock  # what a sweep's per-trial overhead is measured against
     if not all(math.isfinite(v) for v in history["loss"]):
         epoch = next(i for i, v in enumerate(history["loss"], 1) if not math.isfinite(v))
@@ -105,46 +127,59 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: Bounds, log_mo
                         "lower train.learning_rate or check the data's scale")
 
     # Validation forecasts: the intervals' calibration and `val_mse`, the objective that sweeps choose by.
-    val = origins(bounds.val, w, training=False)
-    val_true = target_windows(values, val, w.horizon)
-    val_pred = forecast_windows(model, values, val, w)
-    halfwidth = conformal_halfwidths(scaler.inverse_target(val_pred) - scaler.inverse_target(val_true),
-                                     settings.evaluate.coverage).tolist()
+    # Every series' windows are forecast in one pass over the stack, then handed back to each.
+    def per_series(split: str) -> list[np.ndarray]:
+        counts = [len(origins(getattr(b, split), w, training=False)) for b in bounds]
+        return np.split(forecast_windows(model, stack.values, stack.origins(split, w, training=False), w),
+                        np.cumsum(counts)[:-1])
 
-    test = origins(bounds.test, w, training=False)
-    test_pred = forecast_windows(model, values, test, w)  # [windows, H], normalized
-    season = settings.evaluate.season or season_length(summary.frequency, summary.step)
-    train_units = series[summary.target].to_numpy()[slice(*bounds.train)]
-    metrics = evaluate_forecasts(values, test, test_pred, scaler, train_units, season, halfwidth)
+    scored = [score_member(m, arrays[i], scalers[i], bounds[i], val, test, settings, segments)
+              for i, (m, val, test) in enumerate(zip(members, per_series("val"), per_series("test")))]
+    val_weights, test_weights = ([s.windows[k] for s in scored] for k in (0, 1))
+    metrics = overall([s.metrics for s in scored], test_weights)
+    metrics["val_mse"] = overall([{"v": s.metrics["val_mse"]} for s in scored], val_weights)["v"]
     # `kept_val_loss` is what `start_val_mse` compares with: both the training loss on val (in seq2seq mode
     # `val_mse` scores rolled H-step forecasts, the loss next-step predictions).
-    metrics |= {"val_mse": float(np.mean((val_pred - val_true) ** 2)), "start_val_mse": history["val_loss_start"][0],
-                "kept_val_loss": history["val_loss_kept"][0], "train_seconds": train_seconds}
-    step_mse = np.mean((test_pred - target_windows(values, test, w.horizon)) ** 2, axis=0).tolist()
-    scored = []
-    for start, stop in segments:
-        part = origins((start, stop), w, training=False)
-        rows = slice(part.start - test.start, part.stop - test.start)
-        scored.append(evaluate_forecasts(values, part, test_pred[rows], scaler, train_units, season, halfwidth))
+    metrics |= {"start_val_mse": history["val_loss_start"][0], "kept_val_loss": history["val_loss_kept"][0],
+                "train_seconds": train_seconds}
+    if data.several:
+        metrics |= {f"{name}.{metric_id(m.id)}": s.metrics[name] for m, s in zip(members, scored)
+                    for name in ("test_mse", "test_mae")}
+    step_mse = overall([dict(enumerate(s.step_mse)) for s in scored], test_weights)
+    segment_metrics = [overall([s.segments[k] for s in scored], test_weights) for k in range(len(segments))]
 
     # Did the weights kept beat those training started from? Said on every run.
     improved = history["val_loss_kept"][0] < history["val_loss_start"][0]
-    packaged = package_model(model, summary, scaler, settings, series, halfwidth, bounds) if log_model else None
-    figures = make_figures(series, summary.target, test, scaler.inverse_target(test_pred),
-                           packaged["output_example"] if packaged else None, history, title)
-    rows = bounds.rows() | {"total": len(series)}
+    packaged = package_model(model, data, scalers, [s.halfwidth for s in scored], bounds, settings) if log_model else None
+    first = scored[0]
+    figures = make_figures(members[0].series, members[0].summary.target, first.test,
+                           scalers[0].inverse_target(first.test_pred),
+                           packaged["future"] if packaged else None, history,
+                           f"{title} (series {members[0].id})" if data.several else title)
+    artifacts = {"config.yaml": settings.model_dump(mode="json"), "history.json": history}
+    if data.several:
+        table = series_table(data, bounds, scored)
+        figures["series_forecasts.png"] = series_figure(data, scalers, scored, table, title)
+        artifacts |= {"validation_summary.json": {m.id: m.summary.to_dict() for m in members} | {"skipped": data.skipped},
+                      "scaler.json": {m.id: sc.to_dict() for m, sc in zip(members, scalers)}}
+    else:
+        table = None
+        artifacts |= {"validation_summary.json": members[0].summary.to_dict(), "scaler.json": scalers[0].to_dict(),
+                      "data_profile.json": profile(members[0].series, members[0].summary.target, bounds[0].train)}
+    rows = {k: sum(b.rows()[k] for b in bounds) for k in bounds[0].rows()} | {"total": sum(len(m.series) for m in members)}
+    series_params = {"data.series_count": len(members), "data.skipped": ", ".join(data.skipped) or "none"} \
+        if data.several else {}
     runs.log_results(
         run_id,
-        params=settings.flat() | {"data.path": data.source, "data.digest": data.digest}
+        params=settings.flat() | {"data.path": data.source, "data.digest": data.digest} | series_params
                | {f"rows.{k}": v for k, v in rows.items()},
         metrics=metrics,
-        dataset={"series": series, "source": str(Path(data.source).resolve()), "digest": data.digest,
-                 "target": summary.target},
-        artifacts={"config.yaml": settings.model_dump(mode="json"), "validation_summary.json": summary.to_dict(),
-                   "scaler.json": scaler.to_dict(), "history.json": history,
-                   "data_profile.json": profile(series, summary.target, bounds.train)},
+        dataset={"series": dataset_frame(data), "source": str(Path(data.source).resolve()), "digest": data.digest,
+                 "target": VALUE if data.several else members[0].summary.target},
+        artifacts=artifacts,
         figures=figures,
         tags={"lstm_improved_on_start": str(improved).lower()},
+        tables={"series.csv": table} if table is not None else {},
     )
     model_uri = None
     if packaged:
@@ -152,7 +187,52 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: Bounds, log_mo
                                                                           "output_example")})
         runs.set_run_tags(run_id, {"model_uri": model_uri})  # what `sweep --register best` registers, later too
     return FitResult(run_id, metrics, {k: history[k] for k in ("loss", "val_loss") if k in history}, model_uri,
-                     (test.start, test.stop), scaler.inverse_target(test_pred), step_mse, scored)
+                     (first.test.start, first.test.stop), scalers[0].inverse_target(first.test_pred),
+                     [step_mse[h] for h in range(w.horizon)], segment_metrics)
+
+
+VALUE = "value"  # the column of each series' values in the dataset a run of several series logs
+
+
+def metric_id(series_id: str) -> str:
+    """A series id as MLflow accepts it in a metric's name (letters, digits, _ - . / and spaces)."""
+    return re.sub(r"[^\w\-. /]", "_", series_id)
+
+
+def series_table(data: Prepared, bounds: list[Bounds], scored: list[Scored]) -> pd.DataFrame:
+    """One row per series: its rows per split and its test figures beside the baselines'; then the
+    series data.skip_bad_series left out, with why."""
+    table = pd.DataFrame([{"series": m.id, "rows": len(m.series), **{f"rows_{k}": v for k, v in b.rows().items()},
+                           **{k: s.metrics[k] for k in ("test_mse", "test_mae", "repeat_test_mse",
+                                                        "seasonal_naive_test_mse", "test_interval_coverage")},
+                           "skipped": ""} for m, b, s in zip(data.members, bounds, scored)])
+    left_out = pd.DataFrame([{"series": i, "skipped": why} for i, why in data.skipped.items()])
+    if not len(left_out):
+        return table
+    counts = [c for c in table.columns if c.startswith("rows")]
+    return pd.concat([table, left_out], ignore_index=True).astype({c: "Int64" for c in counts})  # blank, not 720.0
+
+
+def series_figure(data: Prepared, scalers, scored: list[Scored], table: pd.DataFrame, title: str):
+    """Each series' test forecasts in a panel of its own: every series up to MAX_PANELS, else the worst by test_mse."""
+    order = np.argsort([-s.metrics["test_mse"] for s in scored], kind="stable")
+    shown = sorted(order[:MAX_PANELS]) if len(scored) > MAX_PANELS else range(len(scored))
+    panels = []
+    for i in shown:
+        m, s = data.members[i], scored[i]
+        index = m.series.index[s.test.start:s.test.stop - 1 + s.test_pred.shape[1]]
+        panels.append((f"{m.id}: test MSE {s.metrics['test_mse']:.3f} (Repeat {s.metrics['repeat_test_mse']:.3f})",
+                       m.series[m.summary.target], index, scalers[i].inverse_target(s.test_pred)))
+    which = (f"the {MAX_PANELS} worst of {len(scored)} series by test MSE" if len(scored) > MAX_PANELS
+             else f"{len(scored)} series")
+    return plot_series_panels(panels, f"{title}: {which}")
+
+
+def dataset_frame(data: Prepared) -> pd.DataFrame:
+    """What the run logs as its dataset: the series, stacked with a `series` column when there are several."""
+    if not data.several:
+        return data.series
+    return pd.concat([m.series.rename(columns={m.summary.target: VALUE}).assign(series=m.id) for m in data.members])
 
 
 @task(cache_policy=NO_CACHE, task_run_name="{name}")

@@ -40,13 +40,18 @@ def start_run(experiment: str, name: str, description: str, tags: dict[str, str]
     return run.info.run_id
 
 
+BATCH_METRICS = 1000  # the most metrics MLflow's log_batch takes at once
+
+
 def log_params(run_id: str, params: dict[str, Any]) -> None:
     MlflowClient().log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
 
 
 def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
     now = int(pd.Timestamp.now().timestamp() * 1000)
-    MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+    batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    for first in range(0, len(batch), BATCH_METRICS):  # a run of many series logs more than one batch takes
+        MlflowClient().log_batch(run_id, metrics=batch[first:first + BATCH_METRICS])
 
 
 def epoch_logger(run_id: str):
@@ -218,13 +223,16 @@ def track_forecast(experiment: str, name: str, tags: dict[str, str], params: dic
 
 
 def log_results(run_id: str, params: dict, metrics: dict, dataset: dict, artifacts: dict, figures: dict,
-                tags: dict[str, str]) -> None:
-    """Everything a fit records besides its model: params, metrics, the dataset, JSON/YAML files, figures."""
+                tags: dict[str, str], tables: dict[str, pd.DataFrame] | None = None) -> None:
+    """Everything a fit records besides its model: params, metrics, the dataset, JSON/YAML files, figures,
+    CSV tables."""
     log_params(run_id, params)
     log_metrics(run_id, metrics)
     log_dataset(run_id, **dataset)
     for filename, data in artifacts.items():
         log_dict(run_id, data, filename)
+    for filename, table in (tables or {}).items():
+        log_text(run_id, table.to_csv(index=False), filename)
     for filename, figure in figures.items():
         log_figure(run_id, figure, filename)
     set_run_tags(run_id, tags)

@@ -88,11 +88,12 @@ def training_data(valid_workbook):
     from tasks.data.validate import validate_table
     from tasks.prepare.normalize import normalize_series
     from tasks.prepare.split import split_bounds
+    from tasks.prepare.window import Stack
 
     settings = _settings(train__epochs=4)
     series, _ = validate_table(read_table(valid_workbook, settings.data), settings, "test")
     bounds = split_bounds(len(series), settings.split)
-    return settings, normalize_series.fn(series, bounds)[1], bounds
+    return settings, Stack.of(normalize_series.fn([series], [bounds])[1], [bounds])
 
 
 @pytest.mark.parametrize("resume", [True, False], ids=["with-backup", "without-backup"])
@@ -102,13 +103,13 @@ def test_a_retried_training_task_resumes_from_the_last_finished_epoch(prefect_se
     from tasks.model.train import train_model
     from tasks.runs.fit import backup_dir
 
-    settings, values, bounds = training_data
+    settings, stack = training_data
     backup = backup_dir(f"test-{uuid.uuid4().hex}") if resume else None
     begun = EpochsBegun()
 
     @flow
     def train_with_a_crash():
-        return train_model(values, bounds, settings, [begun, CrashOnce(at=2)], backup)
+        return train_model(stack, settings, [begun, CrashOnce(at=2)], backup)
 
     _, history = train_with_a_crash()
     # Epochs 0 and 1 finished before the crash; the retry (Prefect's, retries=1) picks up at 2.

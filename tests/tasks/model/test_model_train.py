@@ -4,7 +4,7 @@ import pytest
 from tasks.model.network import build_model, predict_horizon
 from tasks.model.train import fit_model
 from tasks.prepare.split import Bounds
-from tasks.prepare.window import make_windows
+from tasks.prepare.window import Stack, make_windows
 from tasks.settings import parse_settings
 
 pytestmark = pytest.mark.slow
@@ -40,10 +40,10 @@ def test_training_lowers_the_loss_and_is_repeatable():
     s = parse_settings({"window": {"input_length": 24, "horizon": 6}, "model": {"layers": 1, "units": 8},
                         "train": {"epochs": 4, "batch_size": 32, "patience": 0, "learning_rate": 0.01}})
     values, bounds = _series(), Bounds((0, 300), (300, 350), (350, 400))
-    _, history = fit_model(values, bounds, s)
+    _, history = fit_model(Stack.of([values], [bounds]), s)
     assert len(history["loss"]) == 4 and history["loss"][-1] < history["loss"][0]
     assert "val_loss" in history
-    _, again = fit_model(values, bounds, s)
+    _, again = fit_model(Stack.of([values], [bounds]), s)
     np.testing.assert_allclose(again["loss"], history["loss"], rtol=1e-5)
 
 
@@ -53,7 +53,7 @@ def test_least_squares_start_is_kept_when_no_epoch_beats_it():
     s = parse_settings({"window": {"input_length": 24, "horizon": 6}, "model": {"layers": 1, "units": 4},
                         "train": {"epochs": 2, "batch_size": 32, "patience": 1, "learning_rate": 0.5}})
     values = (np.sin(2 * np.pi * np.arange(400) / 24) + 5).astype(np.float32)[:, None]
-    model, history = fit_model(values, Bounds((0, 300), (300, 350), (350, 400)), s)
+    model, history = fit_model(Stack.of([values], [Bounds((0, 300), (300, 350), (350, 400))]), s)
     assert history["val_loss_start"][0] < 1e-3 < min(history["val_loss"])
     assert history["val_loss_kept"] == history["val_loss_start"]  # what the run reports as kept_val_loss
     x = np.stack([values[t - 24:t] for t in range(350, 395)])  # [45, 24, 1]
@@ -65,8 +65,8 @@ def test_xla_training_is_repeatable():
     s = parse_settings({"window": {"input_length": 16, "horizon": 4}, "model": {"layers": 1, "units": 4},
                         "train": {"epochs": 2, "batch_size": 32, "patience": 0, "jit_compile": True}})
     values, bounds = _series(200), Bounds((0, 150), (150, 175), (175, 200))
-    model, history = fit_model(values, bounds, s)
-    _, again = fit_model(values, bounds, s)
+    model, history = fit_model(Stack.of([values], [bounds]), s)
+    _, again = fit_model(Stack.of([values], [bounds]), s)
     np.testing.assert_allclose(again["loss"], history["loss"], rtol=1e-6)
     assert not model.jit_compile  # the trained model forecasts without compiling each batch shape anew
 
@@ -81,7 +81,7 @@ def test_seq2seq_trains_through_fit_model_and_rolls_out_h_steps():
                         "split": {"train": 0.6, "val": 0.2, "test": 0.2},
                         "train": {"epochs": 3, "batch_size": 16, "patience": 0, "learning_rate": 0.01}})
     values = _series()
-    model, history = fit_model(values, split_bounds(len(values), s.split), s)
+    model, history = fit_model(Stack.of([values], [split_bounds(len(values), s.split)]), s)
     assert model.output_shape == (None, 16)
     assert len(history["loss"]) == len(history["val_loss"]) == 3 and np.isfinite(history["loss"]).all()
     assert history["loss"][-1] < history["loss"][0]  # it learns: the sine is easy to predict a step ahead
@@ -103,5 +103,5 @@ def test_every_pipeline_of_a_fit_gathers_on_train_threads(monkeypatch):
     monkeypatch.setattr(tasks.model.train, "make_windows", recording)
     s = parse_settings({"window": {"input_length": 24, "horizon": 6}, "model": {"layers": 1, "units": 4},
                         "train": {"epochs": 1, "batch_size": 32, "threads": 1}})
-    fit_model(_series(), Bounds((0, 300), (300, 350), (350, 400)), s)
+    fit_model(Stack.of([_series()], [Bounds((0, 300), (300, 350), (350, 400))]), s)
     assert asked == [1, 1, 1]

@@ -13,7 +13,7 @@ def test_runs_that_log_the_same_new_dataset_at_once_all_keep_it(tmp_path):
     # dataset at the same moment both insert, and one failed with "UNIQUE constraint failed: datasets..."
     # (a sweep's trial lost this way in CI). Eight runs of a new experiment race here, in twelve rounds.
     client = MlflowClient()
-    series = pd.DataFrame({"OT": [1.0, 2.0, 3.0]}, index=pd.RangeIndex(3, name="row"))
+    series = pd.DataFrame({"OT": [1.0, 2.0, 3.0]}, index=pd.date_range("2016-07-01", periods=3, freq="h", name="date"))
     source = str(tmp_path / "book.xlsx")
     for round_ in range(12):
         experiment = client.create_experiment(f"dataset-race-{tmp_path.name}-{round_}")
