@@ -12,9 +12,17 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.fanout import Progress, abandon, launch, next_done
-from tasks.errors import NothingFinished
-from tasks.runs.backtest import Fold, Outcome, log_backtest, plan_folds, refit_once, summarize
 from tasks.data.panel import Prepared, prepare_data
+from tasks.errors import NothingFinished
+from tasks.runs.backtest import (
+    Fold,
+    Outcome,
+    check_span,
+    log_backtest,
+    plan_folds,
+    refit_once,
+    summarize,
+)
 from tasks.settings import Settings
 from tasks.tracking import runs, store
 
@@ -78,6 +86,7 @@ def backtest_flow(data: str, settings: Settings = Settings(), folds: int = 5, fo
     them on the flow's Dask task runner and record the folds and their means under one parent run."""
     store.connect()
     prepared = prepare_data(data, settings)
+    check_span(prepared)
     plan = plan_folds(len(prepared.series), settings, folds, fold_size)
     name = f"backtest-{Path(data).stem}-{len(plan)}x{plan[0].bounds.rows()['test']}-{refit}"
     parent = runs.start_run(settings.tracking.experiment, name, f"Rolling-origin backtest on {data}",

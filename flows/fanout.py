@@ -11,8 +11,8 @@ from typing import Any
 from prefect.futures import PrefectFuture, as_completed
 from prefect_dask import DaskTaskRunner
 
-from tasks.errors import InputError, Problem
 from tasks.data.panel import Prepared
+from tasks.errors import InputError, Problem
 from tasks.runs.fit import FitResult, fit_child
 from tasks.settings import Settings
 from tasks.tracking import runs, store

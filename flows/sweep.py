@@ -17,13 +17,20 @@ from prefect.runtime import flow_run
 
 from flows.fanout import Job, Progress, abandon, launch, next_done
 from flows.promote import run_gate
+from tasks.data.panel import Prepared, prepare_data
 from tasks.errors import InputError, NothingFinished, Problem
 from tasks.prepare.split import required_rows
 from tasks.registry.promote import GateResult
-from tasks.runs.backtest import Outcome, log_backtest, plan_folds, summarize
-from tasks.data.panel import Prepared, prepare_data
+from tasks.runs.backtest import Outcome, check_span, log_backtest, plan_folds, summarize
 from tasks.runs.space import Proposer, Space, read_space, trial_name, trial_settings
-from tasks.runs.sweep import OBJECTIVE, best_forecasts, earlier_trials, log_sweep, trial_record, trials_table
+from tasks.runs.sweep import (
+    OBJECTIVE,
+    best_forecasts,
+    earlier_trials,
+    log_sweep,
+    trial_record,
+    trials_table,
+)
 from tasks.settings import Settings
 from tasks.tracking import registry, runs, store
 
@@ -202,6 +209,8 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
                                   "--objective val")])
     space = read_space(Path(space_file), settings)
     prepared = prepare_data(data, settings)
+    if objective == "backtest":
+        check_span(prepared)
     if problems := refused(space, settings, prepared.rows):
         raise InputError(problems)
     name = name or f"sweep-{Path(data).stem}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"

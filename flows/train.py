@@ -9,9 +9,9 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.promote import run_gate
+from tasks.data.panel import prepare_data
 from tasks.registry.promote import GateResult
 from tasks.report.summary import publish_report
-from tasks.data.panel import prepare_data
 from tasks.runs.fit import fit_run
 from tasks.settings import Settings
 from tasks.tracking import registry, runs, store

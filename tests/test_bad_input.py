@@ -111,7 +111,8 @@ def validated(catalogue) -> dict[str, Done]:
     """Every catalogue case through `lstm-pipeline validate --target OT`, a few at a time."""
     return _in_parallel({case: ("validate", catalogue[case], "--target", "OT") for case in [*REFUSED, "valid"]}
                         | {(case, *opts): ("validate", catalogue[case], "--target", "OT", *opts)
-                           for case, opts, _ in HANDLED})
+                           for case, opts, _ in HANDLED}
+                        | {(case, "several"): ("validate", catalogue[case], "--target", "OT,HUFL") for case in REFUSED})
 
 
 @pytest.mark.parametrize("case", REFUSED)
@@ -121,6 +122,15 @@ def test_validate_refuses_bad_input_with_exit_2_and_a_message(validated, catalog
     assert "Traceback" not in done.stderr and done.stdout == ""
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert errors and all(line.startswith(f"error: {catalogue[case]}") for line in errors), done.stderr
+    for fragment in REFUSED[case]:
+        assert fragment in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_each_case_is_refused_alike_among_several_series(validated, catalogue, case):
+    """The same message when the broken series is one of several (here OT beside HUFL, one model of both)."""
+    done = validated[(case, "several")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     for fragment in REFUSED[case]:
         assert fragment in done.stderr, done.stderr
 

@@ -15,8 +15,8 @@ from tasks.data.panel import Member, Prepared
 from tasks.data.times import STEPS
 from tasks.data.validate import validate_tables
 from tasks.errors import InputError, Problem
-from tasks.report.export import write_table
 from tasks.registry.pyfunc import SERIES
+from tasks.report.export import write_table
 from tasks.report.plot import MAX_PANELS, plot_future, plot_futures
 from tasks.settings import NO_TIME, DataSettings, Settings, SplitSettings, WindowSettings
 from tasks.tracking import models, registry

@@ -94,9 +94,11 @@ def comparable(challenger: dict, champion: dict | None) -> list[str]:
     """Why the two models cannot be scored on the same windows: another target, horizon, frequency or set
     of series, or a model that does not record where its training data ended. Empty when they can."""
     specs = [challenger] if champion is None else [challenger, champion]
+    alike = champion is not None and (SERIES in champion) == (SERIES in challenger)  # both of one, or of several
+    keys = ("target", "horizon", "frequency") if alike else ("horizon", "frequency")
     why = [f"champion and challenger differ in {key}: {champion[key]!r} vs {challenger[key]!r}"
-           for key in ("target", "horizon", "frequency") if champion is not None and champion[key] != challenger[key]]
-    if champion is not None and (SERIES in champion) != (SERIES in challenger):
+           for key in keys if champion is not None and champion[key] != challenger[key]]
+    if champion is not None and not alike:
         several, one = ("challenger", "champion") if SERIES in challenger else ("champion", "challenger")
         why.append(f"the {several} forecasts several series, the {one} one")
     elif champion is not None and SERIES in challenger and set(champion[SERIES]) != set(challenger[SERIES]):

@@ -66,6 +66,17 @@ def least_origin(settings: Settings, share: float) -> int:
     return origin + 3
 
 
+def check_span(data: Prepared) -> None:
+    """Folds are rows counted back from the end of the data, the same rows of every series: a backtest of
+    several series needs them to span the same times (a wide sheet's do). InputError when they do not."""
+    first, *others = data.members
+    apart = [m for m in others if not m.series.index.equals(first.series.index)]
+    if data.several and apart:
+        spans = "; ".join(f"{m.id}: {m.summary.start} to {m.summary.end}" for m in [first, *apart[:4]])
+        raise InputError([Problem(f"{data.source}: a backtest of several series needs them to span the same times "
+                                  f"({spans})", "backtest the series that share a span together (--series A,B)")])
+
+
 def plan_folds(n_rows: int, settings: Settings, folds: int, fold_size: int | None) -> list[Fold]:
     """The folds, or InputError (before any training) when the rows are too few for them."""
     split = split_bounds(n_rows, settings.split)

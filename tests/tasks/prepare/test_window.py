@@ -98,3 +98,20 @@ def test_windows_gathered_on_the_threads_asked_for():
     options = make_windows(VALUES, starts, cfg, 7, shuffle_seed=1, threads=1).options()
     assert options.threading.private_threadpool_size == 1 and options.autotune.enabled is False
     assert make_windows(VALUES, starts, cfg, 7, shuffle_seed=1).options().threading.private_threadpool_size is None
+
+
+def test_a_stack_trains_on_every_series_and_no_window_crosses_into_the_next():
+    from tasks.prepare.split import Bounds
+    from tasks.prepare.window import Stack
+
+    cfg = WindowSettings(input_length=10, horizon=3, mode="direct")
+    a, b = np.zeros((50, 1), np.float32), np.ones((40, 1), np.float32)  # series 0s, then 1s
+    stack = Stack.of([a, b], [Bounds((0, 30), (30, 40), (40, 50)), Bounds((0, 20), (20, 30), (30, 40))])
+    train = stack.origins("train", cfg)
+    # Series a: origins 10..27 (lookback from row 0 on); series b: 10..17 of its own rows, 60..67 of the stack.
+    np.testing.assert_array_equal(train, np.r_[np.arange(10, 28), np.arange(60, 68)])
+    seen = [x.numpy() for x, _ in make_windows(stack.values, train, cfg, batch_size=64)][0]
+    assert all(len(np.unique(window)) == 1 for window in seen[:, :, 0])  # each window is of one series
+    np.testing.assert_array_equal(stack.member(1), b)
+    one = Stack.of([a], [Bounds((0, 30), (30, 40), (40, 50))])
+    assert one.origins("val", cfg, training=False) == origins((30, 40), cfg, training=False)  # a range, as before

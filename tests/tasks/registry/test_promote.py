@@ -70,3 +70,12 @@ def test_promotion_settings_are_checked(bad):
 
     with pytest.raises(InputError):
         parse_settings({"window": {"input_length": 24, "horizon": 6}, "promotion": bad})
+
+
+def test_models_of_several_series_are_compared_only_on_the_same_series():
+    spec = {"target": None, "horizon": 6, "frequency": "h", "seen_through": "2016-07-01T00:00:00"}
+    both = spec | {"series": {"OT": {}, "HUFL": {}}}
+    assert comparable(both, spec | {"series": {"HUFL": {}, "OT": {}}}) == []  # their order does not matter
+    assert comparable(both, spec | {"series": {"OT": {}}}) == [
+        "champion and challenger forecast other series (OT vs OT, HUFL); the gate compares them on the same ones"]
+    assert comparable(both, spec | {"target": "OT"}) == ["the challenger forecasts several series, the champion one"]
