@@ -2,7 +2,7 @@
 only L, H, the split, the target and where runs are recorded set), training speed, whole-command
 overhead and scale. Prints the tables; `--write` also puts them in BENCHMARKS.md.
 
-    .venv/bin/python -m bench.run [--parts accuracy,speed,overhead,scale] [--data data/ETTh1.xlsx] [--write]
+    .venv/bin/python -m bench.run [--parts accuracy,speed,overhead,scale,sweep,backtest,series] [--data data/ETTh1.xlsx] [--write]
 
 Every command runs as a subprocess of its own, with its peak memory measured by a small launcher, and
 records into a bench-only MLflow store (a temporary folder unless --store), never ./mlruns.
@@ -28,14 +28,14 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from bench import fanout, protocol
+from bench import fanout, protocol, series
 from bench.bigbook import hourly_series, write_workbook
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
 CLI = PYTHON.with_name("lstm-pipeline")
 PEAK_RSS = ROOT / "tests" / "fixtures" / "peak_rss.py"  # forks the command from a small process
-PARTS = ("accuracy", "speed", "overhead", "scale", "sweep", "backtest")
+PARTS = ("accuracy", "speed", "overhead", "scale", "sweep", "backtest", "series")
 SCALE_ROWS = 1_000_000
 LIMITS = {"seed_seconds": 60, "validate_seconds": 30, "validate_peak_gb": 1.5, "epoch_ratio": 0.5, "short_run_ratio": 1.6}
 SAVED = ROOT / "bench" / "results.json"  # the latest measurement of each part, which the block in BENCHMARKS.md shows
@@ -372,6 +372,8 @@ def report(saved: dict) -> str:
         parts.append(fanout.sweep_report(saved["sweep"]["result"], measured(saved["sweep"])))
     if "backtest" in saved:
         parts.append(fanout.backtest_report(saved["backtest"]["result"], measured(saved["backtest"])))
+    if "series" in saved:
+        parts.append(series.report(saved["series"]["result"], measured(saved["series"])))
     return "\n".join(parts)
 
 
@@ -414,7 +416,8 @@ def main() -> None:
     runners = {"accuracy": lambda: accuracy(data, env), "speed": lambda: speed(data, env),
                "overhead": lambda: overhead(data, env), "scale": lambda: scale(env, folder),
                "sweep": lambda: fanout.sweep(measure, CLI, data, env, folder),
-               "backtest": lambda: fanout.backtest(measure, CLI, data, env)}
+               "backtest": lambda: fanout.backtest(measure, CLI, data, env),
+               "series": lambda: series.run(measure, CLI, data, env, folder, read_target(data))}
     # With --write, parts not run now keep their last measurement (each with its own date and command).
     saved = json.loads(SAVED.read_text()) if args.write and SAVED.exists() else {}
     # The store's tables are created once per store (~3-6 s); no measured command should pay for that.

@@ -62,7 +62,8 @@ class Prepared:
                               for m in self.members], ignore_index=True)
         columns = [m.series[[m.summary.target]] for m in self.members]
         wide = pd.concat([*columns, self.series[list(self.summary.features)]], axis=1)
-        return wide.iloc[-rows:].reset_index()
+        first = min(m.series.index[-rows] for m in self.members)  # a series that ends early has its rows too
+        return wide.loc[first:].reset_index()
 
 
 def prepare_data(data: str, settings: Settings) -> Prepared:

@@ -159,7 +159,7 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: list[Bounds], 
     artifacts = {"config.yaml": settings.model_dump(mode="json"), "history.json": history}
     if data.several:
         table = series_table(data, bounds, scored)
-        figures["series_forecasts.png"] = series_figure(data, scalers, scored, table, title)
+        figures["series_forecasts.png"] = series_figure(data, scalers, scored, title)
         artifacts |= {"validation_summary.json": {m.id: m.summary.to_dict() for m in members} | {"skipped": data.skipped},
                       "scaler.json": {m.id: sc.to_dict() for m, sc in zip(members, scalers)}}
     else:
@@ -213,7 +213,7 @@ def series_table(data: Prepared, bounds: list[Bounds], scored: list[Scored]) -> 
     return pd.concat([table, left_out], ignore_index=True).astype({c: "Int64" for c in counts})  # blank, not 720.0
 
 
-def series_figure(data: Prepared, scalers, scored: list[Scored], table: pd.DataFrame, title: str):
+def series_figure(data: Prepared, scalers, scored: list[Scored], title: str):
     """Each series' test forecasts in a panel of its own: every series up to MAX_PANELS, else the worst by test_mse."""
     order = np.argsort([-s.metrics["test_mse"] for s in scored], kind="stable")
     shown = sorted(order[:MAX_PANELS]) if len(scored) > MAX_PANELS else range(len(scored))
