@@ -403,6 +403,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "ETTh1.xlsx", help="ETTh1 (.xlsx or .csv)")
     parser.add_argument("--store", type=Path, help="keep the bench's MLflow store and workbooks here")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    parser.add_argument("--etth2", type=Path, help="a copy of ETTh2.csv (ETDataset, CC BY-ND 4.0; not bundled): the "
+                                                   "series part measures it beside ETTh1")
     args = parser.parse_args()
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)
@@ -417,7 +419,9 @@ def main() -> None:
                "overhead": lambda: overhead(data, env), "scale": lambda: scale(env, folder),
                "sweep": lambda: fanout.sweep(measure, CLI, data, env, folder),
                "backtest": lambda: fanout.backtest(measure, CLI, data, env),
-               "series": lambda: series.run(measure, CLI, data, env, folder, read_target(data))}
+               "series": lambda: series.run(measure, CLI, {"ETTh1": data} | ({"ETTh2": args.etth2.resolve()}
+                                                                           if args.etth2 else {}),
+                                            env, folder, read_target)}
     # With --write, parts not run now keep their last measurement (each with its own date and command).
     saved = json.loads(SAVED.read_text()) if args.write and SAVED.exists() else {}
     # The store's tables are created once per store (~3-6 s); no measured command should pay for that.

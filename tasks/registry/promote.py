@@ -131,8 +131,9 @@ def judge(data: Prepared, challenger: Forecaster, champion: Forecaster | None, s
         unseen = max(first_unseen_row(series.index, f.spec) for f in models)
         starts = gate_origins(len(series), settings, lookback, spec["horizon"], unseen)
         if len(starts) == 0:
-            short.append(f"{max(len(series) - unseen, 0)} of the {len(series)} rows"
-                         + (f" of series {series_id}" if series_id else " of the data"))
+            after = max(len(series) - unseen, 0)
+            short.append(f"{after} of series {series_id}'s {len(series)} rows" if series_id
+                         else f"{after} of the data's {len(series)} rows")
             continue
         target = series[[series_spec(spec, series_id)["target"]]].to_numpy()  # [rows, 1], units
         truth = target_windows(target, starts, spec["horizon"])  # [windows, H]
