@@ -156,8 +156,9 @@ def test_a_bad_space_ends_with_exit_2_before_any_training(cli_env, valid_workboo
 def test_ctrl_c_ends_the_sweep_and_marks_unfinished_trials_killed(cli_env, valid_workbook, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("model.units: [4, 8, 16]\n")
+    # Epochs enough that no trial ends before the signal, however slow a busy machine makes the polling.
     proc = sweep(valid_workbook, space, "--name", "stopped", env=cli_env, experiment="sweep-stopped",
-                 extra=("train.epochs=500",), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 extra=("train.epochs=100000",), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     client = MlflowClient()
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # until a trial has logged an epoch
