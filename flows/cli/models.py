@@ -14,6 +14,9 @@ from services import console, tempserver
 from tasks.errors import InputError, Problem
 
 
+SHOWN_SERIES = 3  # series of a forecast printed on the console
+
+
 @app.command()
 def forecast(data: Data,
              model: Annotated[str, typer.Option(help="Model URI: models:/NAME@ALIAS or models:/NAME/VERSION")]
@@ -35,7 +38,13 @@ def forecast(data: Data,
         connect_prefect()
         result = forecast_flow(str(data), model, str(out) if out else None, settings)
     typer.echo(f"model: {result.model}\nforecast: {result.table}  plot: {result.plot}\nrun_id: {result.run_id}")
-    typer.echo(result.forecast.to_string(index=False))
+    table, shown = result.forecast, SHOWN_SERIES
+    ids = table["series"].unique() if "series" in table else []
+    if len(ids) > shown:  # the console shows a few series; the file holds all of them
+        table = table[table["series"].isin(ids[:shown])]
+    typer.echo(table.to_string(index=False))
+    if len(ids) > shown:
+        typer.echo(f"... and {len(ids) - shown} more series, every one in {result.table}")
 
 
 @app.command()
