@@ -41,11 +41,6 @@ class DataSettings(_Section):
     # Several series: leave out those that fail validation (the summary says which and why) instead of
     # refusing the data.
     skip_bad_series: bool = False
-
-    def several(self) -> bool:
-        """Does the user ask for several series (one global model over all of them)?"""
-        return any(value is not None and (value.strip().lower() == ALL or "," in value)
-                   for value in (self.target, self.series))
     fill_gaps: int = 0  # fill runs of up to this many missing steps by interpolation; 0 refuses gaps
     sort: bool = False  # sort rows by time instead of refusing unsorted data
     # strptime format of text dates (e.g. "%d.%m.%Y %H:%M"); None: inferred from every cell of the column

@@ -194,13 +194,22 @@ def _pick_sheet(book: pd.ExcelFile, sheet: str | int | None, path: Path) -> str:
     raise InputError([Problem(f"{path}: no sheet {sheet!r}; sheets present: {', '.join(names)}", "pass --sheet NAME")])
 
 
-def asked_targets(cfg: DataSettings) -> list[str] | str | None:
-    """data.target as a list of column names, ALL, or None (auto-detect)."""
-    if cfg.target is None:
+def asked(value: str | None, known: list[str]) -> list[str] | str | None:
+    """--target or --series as written: None, ALL, or names separated by commas; a value that is itself
+    one of the `known` columns or ids (with a comma in it, or "all") is that one name."""
+    if value is None:
         return None
-    if cfg.target.strip().lower() == ALL:
+    if value.strip() in known:
+        return [value.strip()]
+    if value.strip().lower() == ALL:
         return ALL
-    return [name.strip() for name in cfg.target.split(",") if name.strip()]
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def asks_several(value: str | None, known: list[str]) -> bool:
+    """Several series asked for: ALL, more than one name, or one name followed by a comma ("OT,")."""
+    names = asked(value, known)
+    return names == ALL or (isinstance(names, list) and (len(names) > 1 or value.rstrip().endswith(",")))
 
 
 def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[str | None, list[str], list[str]]:
@@ -208,7 +217,7 @@ def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[st
     time column and the features), or the only plausible candidate; notes say which."""
     columns = list(frame.columns)
     notes: list[str] = []
-    missing = [c for c in _named(cfg) if c not in columns]
+    missing = [c for c in _named(cfg, columns) if c not in columns]
     if missing:
         raise InputError([Problem(
             f"{where}: column {name!r} not found; columns present: {', '.join(columns)}",
@@ -223,13 +232,13 @@ def pick_columns(frame: pd.DataFrame, cfg: DataSettings, where: str) -> tuple[st
     else:
         time_col = cfg.time_column or _only(candidates, "time column", "--time-col", columns, where)
     numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c]) and not _id_name(c)]
-    asked = asked_targets(cfg)
-    if asked == ALL:
+    names = asked(cfg.target, columns)
+    if names == ALL:
         # Text columns are series too: validation names them, rather than a model silently leaving them out.
         targets = [c for c in columns if c != time_col and c not in cfg.features and not _id_name(c)]
         notes.append(f"targets: every column but the time column ({len(targets)}: {', '.join(targets)})")
     else:
-        targets = asked or [_only([c for c in numeric if c not in cfg.features], "target column", "--target",
+        targets = names or [_only([c for c in numeric if c not in cfg.features], "target column", "--target",
                                   columns, where)]
     if time_col is None:
         why = "data.time_column=none" if cfg.time_column else f"no column holds dates or times ({', '.join(columns)})"
@@ -267,27 +276,28 @@ def id_column(frame: pd.DataFrame, time_col: str | None, used: list[str]) -> str
 
 
 def pick_series(frame: pd.DataFrame, cfg: DataSettings, time_col: str | None, used: list[str],
-                where: str) -> tuple[dict[str, pd.DataFrame] | None, str | None, list[str]]:
+                where: str) -> tuple[dict[str, pd.DataFrame] | None, str | None, list[str], bool]:
     """The rows of each series `data.series` asks for from a long-format sheet (one id, several separated
-    by commas, or "all"), by id, with the id column and a note; None when there is no id column, or
-    when it holds one series and none was asked for."""
+    by commas, or "all"), by id, with the id column, a note and whether several were asked for; None
+    when there is no id column, or when it holds one series and none was asked for."""
     column = id_column(frame, time_col, used)
     if column is None:
         if cfg.series is not None:
             raise InputError([Problem(f"{where}: --series {cfg.series} given, but no id column found "
                                       f"(columns present: {', '.join(frame.columns)})",
                                       "leave out --series, or name the id column like 'id', 'store' or 'sensor'")])
-        return None, None, []
+        return None, None, [], False
     ids = frame[column].dropna().map(shown_id)
     distinct = list(dict.fromkeys(ids))
     listed = ", ".join(distinct[:20]) + (f" and {len(distinct) - 20} more" if len(distinct) > 20 else "")
     if cfg.series is None and len(distinct) == 1:
-        return None, None, [f"id column {column!r} holds one series ({distinct[0]}); ignored"]
+        return None, None, [f"id column {column!r} holds one series ({distinct[0]}); ignored"], False
     if cfg.series is None:
         raise InputError([Problem(f"{where}: {len(distinct)} series in id column {column!r} (long format): {listed}",
                                   "pass --series ID to use one of them, --series A,B for some, or --series all "
                                   "for one model over every series")])
-    wanted = distinct if cfg.series.strip().lower() == ALL else [i.strip() for i in cfg.series.split(",") if i.strip()]
+    names = asked(cfg.series, distinct)
+    wanted = distinct if names == ALL else names
     unknown = [i for i in wanted if i not in distinct]
     if unknown:
         raise InputError([Problem(f"{where}: no series {', '.join(map(repr, unknown))} in id column {column!r} "
@@ -295,12 +305,12 @@ def pick_series(frame: pd.DataFrame, cfg: DataSettings, time_col: str | None, us
     rows = {i: frame.loc[ids.index[ids == i]] for i in wanted}
     shown = ", ".join(wanted[:20]) + (f" and {len(wanted) - 20} more" if len(wanted) > 20 else "")
     return rows, column, [f"id column {column!r}: series {shown} ({sum(map(len, rows.values()))} of {len(frame)} "
-                          f"rows; {len(distinct)} series in all: {listed})"]
+                          f"rows; {len(distinct)} series in all: {listed})"], asks_several(cfg.series, distinct)
 
 
-def _named(cfg: DataSettings) -> list[str]:
-    """The columns the settings name."""
-    targets = asked_targets(cfg)
+def _named(cfg: DataSettings, columns: list[str] = ()) -> list[str]:
+    """The columns the settings name (`columns`: those of the sheet, when known)."""
+    targets = asked(cfg.target, list(columns))
     return [c for c in (cfg.time_column, *(targets if isinstance(targets, list) else []), *cfg.features)
             if c not in (None, NO_TIME)]
 
@@ -415,8 +425,9 @@ def read_tables(path: Path, cfg: DataSettings) -> Tables:
         time_col, targets, notes = pick_columns(frame, cfg, where)
     except InputError as exc:
         raise _misplaced_header(path, cfg, sheet, header_row) or exc from None
-    by_id, id_col, said = pick_series(frame, cfg, time_col, [c for c in (time_col, *targets, *cfg.features) if c],
-                                      where)
+    by_id, id_col, said, several_ids = pick_series(frame, cfg, time_col,
+                                                   [c for c in (time_col, *targets, *cfg.features) if c], where)
+    several = several_ids or asks_several(cfg.target, list(frame.columns))
     notes += said
     if by_id is not None and len(targets) > 1:
         raise InputError([Problem(f"{where}: both --series {cfg.series} (long format) and --target {cfg.target} "
@@ -430,21 +441,23 @@ def read_tables(path: Path, cfg: DataSettings) -> Tables:
     values = [*targets, *cfg.features]
     if path.suffix.lower() in EXCEL_ZIP:
         frame = excel_cell_values(path, sheet, frame, values + [time_col] * (time_col is not None))
+    numbered = time_col is None
+    column = STEPS if numbered else time_col
+    if numbered and not by_id:  # numbered by their place in the sheet, before a wide series is cut to its span
+        frame = frame.assign(**{STEPS: range(len(frame))})
     frames = by_id or {target: frame for target in targets}
     digest, tables = file_digest(path), {}
     for series_id, rows in frames.items():
         target = targets[0] if by_id else series_id
         notes_of = notes
-        if cfg.several() and not by_id:
+        if several and not by_id:
             rows, said = _own_span(rows, target, unit)
             notes_of = notes + said
-        numbered = time_col is None
-        column = STEPS if numbered else time_col
-        if numbered:
+        if numbered and by_id:  # each id's rows in their order
             rows = rows.assign(**{STEPS: range(len(rows))})
         tables[series_id] = RawTable(rows[[column, target, *cfg.features]], sheet, column, target,
                                      tuple(cfg.features), digest, tuple(notes_of), unit, numbered)
-    return Tables(tables, id_col, cfg.several())
+    return Tables(tables, id_col, several)
 
 
 def _own_span(rows: pd.DataFrame, column: str, unit: str) -> tuple[pd.DataFrame, list[str]]:

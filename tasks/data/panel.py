@@ -58,10 +58,16 @@ class Prepared:
         if not self.several:
             return self.series.iloc[-rows:].reset_index()
         if self.id_column:
-            return pd.concat([m.series.iloc[-rows:].reset_index().assign(**{self.id_column: m.id})
-                              for m in self.members], ignore_index=True)
+            # Ids that are whole numbers in the file stay numbers, so that a served model takes them as such.
+            numeric = all(m.id.lstrip("-").isdigit() and str(int(m.id)) == m.id for m in self.members)
+            return pd.concat([m.series.iloc[-rows:].reset_index().assign(**{self.id_column: int(m.id) if numeric
+                                                                            else m.id}) for m in self.members],
+                             ignore_index=True)
+        features = list(self.summary.features)
         columns = [m.series[[m.summary.target]] for m in self.members]
-        wide = pd.concat([*columns, self.series[list(self.summary.features)]], axis=1)
+        # The features of every row any series covers (a series cut to its own span has them only there).
+        shared = pd.concat([m.series[features] for m in self.members]).groupby(level=0).first()
+        wide = pd.concat([*columns, shared], axis=1)
         first = min(m.series.index[-rows] for m in self.members)  # a series that ends early has its rows too
         return wide.loc[first:].reset_index()
 

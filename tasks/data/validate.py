@@ -287,9 +287,12 @@ def validate_tables(tables: Tables, settings: Settings, source: str) -> Valid:
                                     f"({', '.join(failed)})", "fix them, or leave them out with "
                                     "--set data.skip_bad_series=true"))
         raise InputError(problems)
-    frequencies = {i: summary.frequency for i, (_, summary) in valid.items()}
-    if len(set(frequencies.values())) > 1:
-        shown_ = ", ".join(f"{i} every {summary.spacing()}" for i, (_, summary) in valid.items())
+    spacings: dict[str, list[str]] = {}
+    for series_id, (_, summary) in valid.items():
+        spacings.setdefault(summary.spacing(), []).append(series_id)
+    if len(spacings) > 1:
+        shown_ = ", ".join(f"{', '.join(ids[:3])}{f' and {len(ids) - 3} more' if len(ids) > 3 else ''} every {step}"
+                           for step, ids in spacings.items())
         raise InputError([Problem(f"{source}: the series are not spaced alike ({shown_}); one model forecasts "
                                   "series of one frequency", "train the series of each frequency apart "
                                   "(--series A,B, or --target A,B)")])

@@ -26,15 +26,29 @@ def model_spec(summary, scaler: Scaler, settings, halfwidth: list[float], seen_t
     }
 
 
-def series_spec(data, scalers: list[Scaler], settings, halfwidths: list[list[float]], seen_through: str | int) -> dict:
-    """The spec of a model of several series: what they share, and under `series` each one's column,
-    scaler and intervals by id. `target` is the value column in long format (`id_column` names the ids),
-    None in wide format, where each series is a column of its own."""
-    spec = model_spec(data.summary, scalers[0], settings, halfwidths[0], seen_through)
+def last_seen(series: pd.DataFrame, bounds: Bounds):
+    """The last row training looked at (fit, early stopping, interval calibration: up to the end of the
+    validation split): a timestamp, or a step number."""
+    return series.index[bounds.val[1] - 1]
+
+
+def recorded(row) -> str | int:
+    """A row's time as the spec records it: ISO text, or a step number."""
+    return row.isoformat() if isinstance(row, pd.Timestamp) else int(row)
+
+
+def series_spec(data, scalers: list[Scaler], settings, halfwidths: list[list[float]], bounds: list[Bounds]) -> dict:
+    """The spec of a model of several series: what they share (`seen_through`: the latest of theirs), and
+    under `series` each one's column, scaler, intervals and `seen_through`, by id. `target` is the value
+    column in long format (`id_column` names the ids), None in wide format, where each series is a column
+    of its own."""
+    spec = model_spec(data.summary, scalers[0], settings, halfwidths[0],
+                      recorded(max(last_seen(m.series, b) for m, b in zip(data.members, bounds))))
     del spec["scaler"], spec["interval"]
     spec["series"] = {m.id: {"column": m.summary.target, "scaler": scaler.to_dict(),
-                             "interval": {"coverage": settings.evaluate.coverage, "halfwidth": list(halfwidth)}}
-                      for m, scaler, halfwidth in zip(data.members, scalers, halfwidths)}
+                             "interval": {"coverage": settings.evaluate.coverage, "halfwidth": list(halfwidth)},
+                             "seen_through": recorded(last_seen(m.series, b))}
+                      for m, scaler, halfwidth, b in zip(data.members, scalers, halfwidths, bounds)}
     spec["id_column"] = data.id_column
     spec["target"] = data.summary.target if data.id_column else None
     return spec
@@ -46,10 +60,8 @@ def package_model(keras_model, data, scalers: list[Scaler], halfwidths: list[lis
     """The pieces `models.log_model` logs as the pyfunc of the series of `data` (tasks/data/panel.py `Prepared`),
     with the forecast after the end of the data (`future`: of the first series). Training saw each series'
     rows up to the end of its validation split (fit, early stopping, interval calibration)."""
-    last_seen = max(m.series.index[b.val[1] - 1] for m, b in zip(data.members, bounds))  # time, or step number
-    seen = last_seen.isoformat() if isinstance(last_seen, pd.Timestamp) else int(last_seen)
-    spec = (series_spec(data, scalers, settings, halfwidths, seen) if data.several
-            else model_spec(data.summary, scalers[0], settings, halfwidths[0], seen))
+    spec = (series_spec(data, scalers, settings, halfwidths, bounds) if data.several
+            else model_spec(data.summary, scalers[0], settings, halfwidths[0], recorded(last_seen(data.series, bounds[0]))))
     example = data.latest(settings.window.input_length)
     output = forecast_next(keras_model, spec, example)
     future = output[output[SERIES] == data.members[0].id].drop(columns=SERIES) if data.several else output

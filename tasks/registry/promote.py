@@ -78,7 +78,7 @@ def series_spec(spec: dict, series_id: str | None) -> dict:
     if series_id is None:
         return spec
     part = spec[SERIES][series_id]
-    return spec | {"target": part["column"], "scaler": part["scaler"]}
+    return spec | {key: part[key] for key in ("scaler", "seen_through") if key in part} | {"target": part["column"]}
 
 
 def forecast_units(forecaster: Forecaster, series: pd.DataFrame, starts: range, series_id: str | None = None
@@ -95,12 +95,18 @@ def comparable(challenger: dict, champion: dict | None) -> list[str]:
     of series, or a model that does not record where its training data ended. Empty when they can."""
     specs = [challenger] if champion is None else [challenger, champion]
     alike = champion is not None and (SERIES in champion) == (SERIES in challenger)  # both of one, or of several
-    keys = ("target", "horizon", "frequency") if alike else ("horizon", "frequency")
+    same_layout = alike and champion.get("id_column") == challenger.get("id_column")
+    keys = ("target", "horizon", "frequency") if same_layout else ("horizon", "frequency")
     why = [f"champion and challenger differ in {key}: {champion[key]!r} vs {challenger[key]!r}"
            for key in keys if champion is not None and champion[key] != challenger[key]]
     if champion is not None and not alike:
         several, one = ("challenger", "champion") if SERIES in challenger else ("champion", "challenger")
         why.append(f"the {several} forecasts several series, the {one} one")
+    elif champion is not None and SERIES in challenger and champion.get("id_column") != challenger.get("id_column"):
+        def layout(id_column: str | None) -> str:
+            return "a wide sheet (a column per series)" if id_column is None else f"a long sheet (ids in {id_column!r})"
+        why.append(f"the champion reads {layout(champion.get('id_column'))}, the challenger "
+                   f"{layout(challenger.get('id_column'))}")
     elif champion is not None and SERIES in challenger and set(champion[SERIES]) != set(challenger[SERIES]):
         why.append(f"champion and challenger forecast other series ({', '.join(champion[SERIES])} vs "
                    f"{', '.join(challenger[SERIES])}); the gate compares them on the same ones")
@@ -128,7 +134,7 @@ def judge(data: Prepared, challenger: Forecaster, champion: Forecaster | None, s
     errors: dict[str, list[np.ndarray]] = {"challenger": [], "champion": [], "repeat": []}
     windows, short = 0, []
     for series_id, series in pieces:
-        unseen = max(first_unseen_row(series.index, f.spec) for f in models)
+        unseen = max(first_unseen_row(series.index, series_spec(f.spec, series_id)) for f in models)
         starts = gate_origins(len(series), settings, lookback, spec["horizon"], unseen)
         if len(starts) == 0:
             after = max(len(series) - unseen, 0)
@@ -146,7 +152,7 @@ def judge(data: Prepared, challenger: Forecaster, champion: Forecaster | None, s
         for name, forecast in forecasts.items():
             errors[name].append(forecast - truth if series_id is None else (forecast - truth) / scale)
         windows += len(starts)
-    if short:
+    if short and not windows:
         seen = ", ".join(f"version {f.version} through {f.spec['seen_through']}" for f in models)
         return Verdict(KEPT, f"too few rows to score fairly: {'; '.join(short)} come after the models' training "
                              f"data ({seen}), and a gate window needs {spec['horizon']} of them in its newest "
@@ -158,7 +164,10 @@ def judge(data: Prepared, challenger: Forecaster, champion: Forecaster | None, s
     scores = {"gate_challenger_mse": mse("challenger"), "gate_repeat_mse": mse("repeat"), "gate_windows": float(windows)}
     if champion is not None:
         scores["gate_champion_mse"] = mse("champion")
-    return Verdict(*decide(scores, settings.promotion), scores)
+    decision, reason = decide(scores, settings.promotion)
+    if short:  # several series, some without new rows enough: the others decide
+        reason += f"; not scored, too few rows after the models' training data: {'; '.join(short)}"
+    return Verdict(decision, reason, scores)
 
 
 def decide(scores: dict[str, float], cfg: PromotionSettings) -> tuple[str, str]:

@@ -33,9 +33,11 @@ def spec_window(spec: dict) -> WindowSettings:
 SERIES = "series"  # the column of a forecast of several series that says which one each row is of
 
 
-def latest_rows(frame: pd.DataFrame, spec: dict, columns: list[str], who: str = "") -> pd.DataFrame:
+def latest_rows(frame: pd.DataFrame, spec: dict, columns: list[str], who: str = "", own_end: bool = False
+                ) -> pd.DataFrame:
     """The latest L rows of `frame` in time order, with the time column parsed; ValueError when the
-    columns, rows or values are not there."""
+    columns, rows or values are not there. `own_end`: the series ends at its last value (a wide sheet's
+    column that ends before the others); blanks inside its latest L rows are still refused."""
     time_col, L = spec["time_column"], spec["input_length"]
     missing = [c for c in (time_col, *columns) if c not in frame.columns]
     if missing:
@@ -43,6 +45,8 @@ def latest_rows(frame: pd.DataFrame, spec: dict, columns: list[str], who: str = 
     if spec["frequency"] != STEPS:  # no time column: rows numbered, forecasts numbered after the last
         frame = frame.assign(**{time_col: pd.to_datetime(frame[time_col])})
     frame = frame.sort_values(time_col)
+    if own_end and frame[columns[0]].notna().any():
+        frame = frame.loc[:frame[columns[0]].last_valid_index()]
     if len(frame) < L:
         raise ValueError(f"the model needs the latest {L} rows{who}; got {len(frame)}")
     window = frame.iloc[-L:]
@@ -91,9 +95,9 @@ def forecast_series(model, spec: dict, frame: pd.DataFrame) -> pd.DataFrame:
     ids = frame[id_col].map(shown_id) if id_col else None
     windows, x = {}, []
     for series_id, part in spec[SERIES].items():
-        rows = frame[ids == series_id] if id_col else frame.dropna(subset=[part["column"]])
+        rows = frame[ids == series_id] if id_col else frame
         columns = [part["column"], *features]
-        windows[series_id] = latest_rows(rows, spec, columns, f" of series {series_id}")
+        windows[series_id] = latest_rows(rows, spec, columns, f" of series {series_id}", own_end=not id_col)
         x.append(spec_scaler(part).transform(windows[series_id]))
     y = predict_horizon(model, np.stack(x), spec["mode"], spec["horizon"])  # [series, H], normalized
     out = []

@@ -143,7 +143,7 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: list[Bounds], 
     metrics |= {"start_val_mse": history["val_loss_start"][0], "kept_val_loss": history["val_loss_kept"][0],
                 "train_seconds": train_seconds}
     if data.several:
-        metrics |= {f"{name}.{metric_id(m.id)}": s.metrics[name] for m, s in zip(members, scored)
+        metrics |= {f"{name}.{key}": s.metrics[name] for key, s in zip(metric_ids([m.id for m in members]), scored)
                     for name in ("test_mse", "test_mae")}
     step_mse = overall([dict(enumerate(s.step_mse)) for s in scored], test_weights)
     segment_metrics = [overall([s.segments[k] for s in scored], test_weights) for k in range(len(segments))]
@@ -194,9 +194,11 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: list[Bounds], 
 VALUE = "value"  # the column of each series' values in the dataset a run of several series logs
 
 
-def metric_id(series_id: str) -> str:
-    """A series id as MLflow accepts it in a metric's name (letters, digits, _ - . / and spaces)."""
-    return re.sub(r"[^\w\-. /]", "_", series_id)
+def metric_ids(series_ids: list[str]) -> list[str]:
+    """Series ids as MLflow accepts them in a metric's name (letters, digits, _ - . / and spaces); two ids
+    that come out alike (a:b and a_b) get their place in the list after them, so that none hides another."""
+    safe = [re.sub(r"[^\w\-. /]", "_", i) for i in series_ids]
+    return [f"{key}_{n}" if safe.count(key) > 1 else key for n, key in enumerate(safe, 1)]
 
 
 def series_table(data: Prepared, bounds: list[Bounds], scored: list[Scored]) -> pd.DataFrame:

@@ -169,7 +169,7 @@ def test_ctrl_c_ends_the_sweep_and_marks_unfinished_trials_killed(cli_env, valid
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode != 0, err[-3000:]
     parent = parent_of(client, "sweep-stopped", "stopped")
     assert parent.info.status == "KILLED"
     trials = children(client, parent.info.run_id)

@@ -82,3 +82,34 @@ def test_a_wide_column_that_starts_later_is_its_own_span(tmp_path):
         tables.tables["b"].notes[-1]
     valid = validate_tables(tables, s, str(path))
     assert valid.series["b"][1].start == "2020-01-01 10:00:00"
+
+
+def test_a_name_with_a_comma_or_named_all_is_one_column(tmp_path):
+    path = tmp_path / "sales.csv"
+    pd.DataFrame({"date": pd.date_range("2020-01-01", periods=80, freq="h"), "Sales, EUR": range(80),
+                  "all": range(80, 160)}).to_csv(path, index=False)
+    one = read_tables(path, DataSettings(target="Sales, EUR"))
+    assert list(one.tables) == ["Sales, EUR"] and not one.several
+    assert list(read_tables(path, DataSettings(target="all")).tables) == ["all"]  # a column named all
+    assert read_tables(path, DataSettings(target="all,")).several  # a comma after it: the list of one
+
+
+def test_wide_series_without_a_time_column_keep_their_place_in_the_sheet(tmp_path):
+    path = tmp_path / "steps.csv"
+    pd.DataFrame({"a": range(80), "b": [None] * 10 + list(range(70))}).to_csv(path, index=False)
+    tables = read_tables(path, DataSettings(target="all", time_column="none"))
+    assert tables.tables["a"].frame["step"].iloc[10] == tables.tables["b"].frame["step"].iloc[0] == 10
+
+
+def test_numeric_ids_stay_numbers_in_the_models_input(tmp_path):
+    from tasks.data.panel import Member, Prepared
+
+    path = tmp_path / "ids.csv"
+    frame = pd.concat([pd.DataFrame({"date": pd.date_range("2020-01-01", periods=60, freq="h"), "id": i,
+                                     "y": [float(i + k % 7) for k in range(60)]}) for i in (1, 2)])
+    frame.to_csv(path, index=False)
+    s = settings(series="all")
+    valid = validate_tables(read_tables(path, s.data), s, str(path))
+    data = Prepared(tuple(Member(i, *v) for i, v in valid.series.items()), "d", str(path), True, "id")
+    latest = data.latest(24)
+    assert latest["id"].tolist() == [1] * 24 + [2] * 24 and list(valid.series) == ["1", "2"]

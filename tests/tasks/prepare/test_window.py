@@ -115,3 +115,9 @@ def test_a_stack_trains_on_every_series_and_no_window_crosses_into_the_next():
     np.testing.assert_array_equal(stack.member(1), b)
     one = Stack.of([a], [Bounds((0, 30), (30, 40), (40, 50))])
     assert one.origins("val", cfg, training=False) == origins((30, 40), cfg, training=False)  # a range, as before
+
+
+def test_series_ids_that_come_out_alike_as_metric_names_stay_apart():
+    from tasks.runs.fit import metric_ids
+
+    assert metric_ids(["a:b", "a_b", "OT"]) == ["a_b_1", "a_b_2", "OT"]

@@ -79,3 +79,6 @@ def test_models_of_several_series_are_compared_only_on_the_same_series():
     assert comparable(both, spec | {"series": {"OT": {}}}) == [
         "champion and challenger forecast other series (OT vs OT, HUFL); the gate compares them on the same ones"]
     assert comparable(both, spec | {"target": "OT"}) == ["the challenger forecasts several series, the champion one"]
+    long = spec | {"target": "value", "id_column": "store", "series": {"OT": {}, "HUFL": {}}}
+    assert comparable(both | {"id_column": None}, long) == [
+        "the champion reads a long sheet (ids in 'store'), the challenger a wide sheet (a column per series)"]
