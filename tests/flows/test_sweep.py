@@ -32,7 +32,10 @@ def sweep(data: Path, space: Path, *args: str, env: dict, experiment: str, extra
             for a in ("--set", s)]
     command = [str(CLI), "sweep", str(data), "--space", str(space), *args, *sets]
     if popen:
-        return subprocess.Popen(command, env=env, **popen)
+        # Ctrl-C as in a terminal: a command started in the background of a script inherits SIGINT ignored,
+        # and Python then leaves it ignored (so would this one, were the tests started that way).
+        return subprocess.Popen(command, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                                **popen)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
 
 
