@@ -41,7 +41,7 @@ def _space_file(space: dict, folder: Path) -> Path:
     return path
 
 
-def _sets(assignments: list[str]) -> list[str]:
+def set_options(assignments: list[str]) -> list[str]:
     return [a for s in assignments for a in ("--set", s)]
 
 
@@ -58,7 +58,7 @@ def _sweep(measure, cli, data: Path, env: dict, space: dict, folder: Path, name:
     done = measure([cli, "sweep", data, "--target", "OT", "--space", _space_file(space, folder), "--workers", workers,
                     "--name", name,
                     *(["--trials", trials] if trials else []),
-                    *_sets([*base, "tracking.experiment=bench-sweep"])], env).require()
+                    *set_options([*base, "tracking.experiment=bench-sweep"])], env).require()
     parent = re.search(r"run_id (\w+);", done.out).group(1)
     children = _children(env, parent)
     overhead = [(r.info.end_time - r.info.start_time) / 1000 - r.data.metrics["train_seconds"] for r in children]
@@ -77,7 +77,7 @@ def sweep(measure, cli, data: Path, env: dict, folder: Path) -> dict:
     loop, clock = [], time.perf_counter()
     for trial in out["workers_1"]["children"]:
         loop.append(measure([cli, "train", data, "--target", "OT",
-                             *_sets([*SMALL_BASE, *(f"{k}={v}" for k, v in trial["values"].items()),
+                             *set_options([*SMALL_BASE, *(f"{k}={v}" for k, v in trial["values"].items()),
                                      "tracking.experiment=bench-loop", "registry.model_name=bench-loop",
                                      "promotion.require_beat_repeat=false"])], env).require().wall)
     out["loop"] = {"seconds": time.perf_counter() - clock, "per_command": loop}
@@ -105,7 +105,7 @@ def backtest(measure, cli, data: Path, env: dict) -> dict:
     out = {}
     for workers in (1, 2):
         done = measure([cli, "backtest", data, "--target", "OT", "--folds", FOLDS, "--fold-size", FOLD_ROWS,
-                        "--workers", workers, *_sets(base)], env).require()
+                        "--workers", workers, *set_options(base)], env).require()
         parent = re.search(r"^run_id: (\w+)$", done.out, re.M).group(1)
         folds = sorted(_children(env, parent), key=lambda r: int(r.data.params["fold.origin"]))
         out[f"workers_{workers}"] = {

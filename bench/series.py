@@ -19,12 +19,9 @@ import pandas as pd
 
 from bench import protocol
 from bench.bigbook import hourly_series
+from bench.fanout import set_options
 
 SCALE_SERIES, SCALE_ROWS = 100, 2_000
-
-
-def _sets(overrides: list[str]) -> list[str]:
-    return [a for o in overrides for a in ("--set", o)]
 
 
 def _run_id(out: str) -> str:
@@ -52,9 +49,9 @@ def accuracy(measure, cli, data: Path, env: dict, ot: np.ndarray, name: str) -> 
     """For each horizon: the OT-only model and the global model of all seven columns, both scored on OT."""
     z, out = protocol.zscore(ot), {}
     for horizon in protocol.HORIZONS:
-        alone = measure([cli, "train", data, "--target", "OT", *_sets(_protocol(horizon, f"{name}-ot"))],
+        alone = measure([cli, "train", data, "--target", "OT", *set_options(_protocol(horizon, f"{name}-ot"))],
                         env).require()
-        every = measure([cli, "train", data, "--target", "all", *_sets(_protocol(horizon, f"{name}-all"))],
+        every = measure([cli, "train", data, "--target", "all", *set_options(_protocol(horizon, f"{name}-all"))],
                         env).require()
         m_alone = _client(env).get_run(_run_id(alone.out)).data.metrics
         m_every = _client(env).get_run(_run_id(every.out)).data.metrics
@@ -81,7 +78,7 @@ def scale(measure, cli, env: dict, folder: Path) -> dict:
     many.to_parquet(books["many"])
     one.to_parquet(books["one"])
     asks = {"many": ["--series", "all"], "one": ["--target", "OT"]}
-    epoch = _sets(["train.epochs=1", "tracking.experiment=bench-series-scale"])
+    epoch = set_options(["train.epochs=1", "tracking.experiment=bench-series-scale"])
     out = {"series": SCALE_SERIES, "rows": SCALE_ROWS}
     for name, book in books.items():
         check = measure([cli, "validate", book, *asks[name]], env).require()

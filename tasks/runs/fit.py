@@ -137,7 +137,7 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: list[Bounds], 
               for i, (m, val, test) in enumerate(zip(members, per_series("val"), per_series("test")))]
     val_weights, test_weights = ([s.windows[k] for s in scored] for k in (0, 1))
     metrics = overall([s.metrics for s in scored], test_weights)
-    metrics["val_mse"] = overall([{"v": s.metrics["val_mse"]} for s in scored], val_weights)["v"]
+    metrics |= overall([{"val_mse": s.metrics["val_mse"]} for s in scored], val_weights)  # over val windows
     # `kept_val_loss` is what `start_val_mse` compares with: both the training loss on val (in seq2seq mode
     # `val_mse` scores rolled H-step forecasts, the loss next-step predictions).
     metrics |= {"start_val_mse": history["val_loss_start"][0], "kept_val_loss": history["val_loss_kept"][0],
