@@ -42,7 +42,7 @@ def run_every(plan: list[Fold], parent: str, data: Prepared, settings: Settings)
         for fold in reversed(plan):
             jobs.append(launch(fold, f"fold-{fold.number}", parent, settings.tracking.experiment,
                                {"run_type": "fold", "fold": str(fold.number)}, data.head(fold.bounds.test[1]), settings,
-                               params=fold.params(index), bounds=fold.bounds, log_model=False))
+                               params=fold.params(index), bounds=fold.bounds, model="none"))
         while jobs:
             done = next_done(jobs)
             outcomes.append(Outcome(done.job.key, done.job.run_id, done.result, done.error))
@@ -59,7 +59,7 @@ def run_once(plan: list[Fold], parent: str, data: Prepared, settings: Settings) 
     fold holding its scores."""
     index, bounds = data.series.index, refit_once(plan)
     jobs = [launch(None, "refit-once", parent, settings.tracking.experiment, {"run_type": "fold", "fold": "all"},
-                   data.head(bounds.test[1]), settings, bounds=bounds, log_model=False,
+                   data.head(bounds.test[1]), settings, bounds=bounds, model="none",
                    segments=[f.bounds.test for f in plan])]
     try:
         done = next_done(jobs)

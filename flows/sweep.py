@@ -27,6 +27,7 @@ from tasks.runs.sweep import (
     OBJECTIVE,
     best_forecasts,
     earlier_trials,
+    log_chosen_model,
     log_sweep,
     trial_record,
     trials_table,
@@ -110,7 +111,7 @@ def start_trial(trial: Trial, parent: str, sweep: str, data: Prepared, backtest:
     experiment, tags = trial.settings.tracking.experiment, {"run_type": "trial", "trial": str(trial.number),
                                                            "sweep_name": sweep}
     if backtest is None:
-        job = launch((trial, None), trial.name, parent, experiment, tags, data, trial.settings)
+        job = launch((trial, None), trial.name, parent, experiment, tags, data, trial.settings, model="parts")
         trial.run_id = job.run_id
         return [job]
     plan = plan_folds(len(data.series), trial.settings, *backtest)
@@ -120,7 +121,7 @@ def start_trial(trial: Trial, parent: str, sweep: str, data: Prepared, backtest:
     trial.folds = len(plan)
     return [launch((trial, fold), f"{trial.name}-fold-{fold.number}", trial.run_id, experiment,
                    {"run_type": "fold", "fold": str(fold.number)}, data.head(fold.bounds.test[1]), trial.settings,
-                   params=fold.params(data.series.index), bounds=fold.bounds, log_model=False)
+                   params=fold.params(data.series.index), bounds=fold.bounds, model="none")
             for fold in reversed(plan)]  # the longest fit first, as a backtest submits them
 
 
@@ -233,10 +234,13 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
                          prepared.series[prepared.summary.target])
         if best is None:
             raise NothingFinished(f"none of the {len(table)} trials finished (trials.csv on run {parent} says why)")
+        # Trials keep their models' parts; the chosen one's is logged in full, by a worker (TensorFlow is there).
+        model_uri = runs.tag(best["run_id"], "model_uri") if objective == "val" else None
+        if objective == "val" and model_uri is None:
+            model_uri = log_chosen_model.submit(best["run_id"], store.tracking_uri()).result()
     print(f"best trial {best['name']}: {OBJECTIVE}={best[OBJECTIVE]:.4f} (run {best['run_id']})")
     if not register_best:
         return SweepResult(parent, name, table, best)
-    model_uri = fits[best["run_id"]].model_uri if best["run_id"] in fits else runs.tag(best["run_id"], "model_uri")
     version = registry.register_version(model_uri, settings.registry.model_name, best["run_id"])
     gate = run_gate(settings.registry.model_name, data, trial_settings(settings, json.loads(best["values"])),
                     version, prepared)

@@ -13,7 +13,8 @@ def dask_setup(worker) -> None:
     console.setup(verbose=False)
     console.explained_without_traceback()
     console.import_tensorflow()
-    import tasks.runs.fit  # noqa: F401 - MLflow and Prefect with it: the first fit starts at once
+    import tasks.model.train  # noqa: F401 - Keras; and the fit unit with MLflow and Prefect: the first fit starts at once
+    import tasks.runs.fit  # noqa: F401
 
 
 def dask_teardown(worker) -> None:

@@ -67,3 +67,15 @@ def test_the_rule_sees_an_upward_import():
     """The check itself: settings importing the split stage (as it once did) is caught."""
     assert layer("tasks.prepare.split") > layer("tasks.settings")
     assert layer("services.tempserver") > layer("tasks.tracking.locks")
+
+
+def test_the_fan_out_commands_import_no_tensorflow():
+    """A sweep's or backtest's command only submits fits: its workers train. On two cores, a third import
+    of TensorFlow beside the two workers' (about 4 s of CPU) delayed the first trial."""
+    import subprocess
+    import sys
+
+    code = ("import sys, flows.cli.sweeps, flows.sweep, flows.backtest, flows.fanout, tasks.runs.fit; "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

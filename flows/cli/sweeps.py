@@ -41,7 +41,8 @@ def sweep(data: Data,
         if objective not in ("val", "backtest"):
             raise InputError([Problem(f"--objective {objective}: use 'val' or 'backtest'", "--objective val")])
         settings = load_settings(config, [*set_, *data_overrides(sheet, time_col, target, header_row, series)])
-        with _fanout_flow("flows.sweep", "sweep_flow", workers, dask_address) as flow:
+        # The gate of --register best forecasts here; otherwise TensorFlow is only the workers'.
+        with _fanout_flow("flows.sweep", "sweep_flow", workers, dask_address, tensorflow=register == "best") as flow:
             result = flow(str(data), str(space), settings, trials, workers, name, register == "best", objective,
                           folds, fold_size)
     best = result.best
@@ -81,10 +82,12 @@ def backtest(data: Data,
 
 
 @contextmanager
-def _fanout_flow(module: str, name: str, workers: int, dask_address: str | None):
+def _fanout_flow(module: str, name: str, workers: int, dask_address: str | None, tensorflow: bool = False):
     """The flow on its Dask task runner: the cluster at `dask_address`, or a local one of `workers` started
     first, so that its workers' imports run beside the command's and beside the start of Prefect's
-    temporary server (when no server is configured), whose address they inherit."""
+    temporary server (when no server is configured), whose address they inherit. The command imports
+    TensorFlow only if it forecasts itself (`tensorflow`): the fits run on the workers, and on two cores a
+    third import of it would slow theirs down."""
     import importlib
 
     from services import cluster
@@ -92,7 +95,8 @@ def _fanout_flow(module: str, name: str, workers: int, dask_address: str | None)
     connect_prefect = tempserver.start()
     with contextlib.ExitStack() as stack:
         address = dask_address or stack.enter_context(cluster.local_cluster(workers))
-        console.import_tensorflow()
+        if tensorflow:
+            console.import_tensorflow()
         from flows.fanout import check_store_shared, task_runner
 
         check_store_shared(dask_address)

@@ -8,16 +8,18 @@ earlier).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pandas as pd
 
 from tasks.data.times import STEPS
-from tasks.model.network import predict_horizon
 from tasks.prepare.scaler import Scaler
 from tasks.prepare.window import make_windows, target_windows
 from tasks.settings import WindowSettings
+
+if TYPE_CHECKING:
+    import keras
 
 
 def season_length(frequency: str, step: str) -> int:
@@ -100,5 +102,7 @@ def evaluate_forecasts(values: np.ndarray, starts: range, y_pred: np.ndarray, sc
 
 def forecast_windows(model: keras.Model, values: np.ndarray, starts: range, cfg: WindowSettings) -> np.ndarray:
     """The model's normalized H-step forecasts for every origin in `starts`: [windows, H]."""
+    from tasks.model.network import predict_horizon  # Keras: imported by what forecasts, not by what scores
+
     batches = make_windows(values, starts, cfg, batch_size=1024, training=False)
     return np.concatenate([predict_horizon(model, x, cfg.mode, cfg.horizon) for x, _ in batches])

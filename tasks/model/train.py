@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from tensorflow.python.framework import config as tf_config
 
+from tasks.model import pool
 from tasks.model.network import build_model
 from tasks.prepare.window import Stack, make_windows
 from tasks.settings import Settings
@@ -109,7 +110,8 @@ def fit_model(stack: Stack, settings: Settings, callbacks: list = (),
               backup_dir: Path | None = None) -> tuple[keras.Model, dict[str, list[float]]]:
     """Train on the train split of every series of the stack, early-stop on their val split; returns the
     best model and its history (per epoch `loss`, `val_loss`; `val_loss_start`, before the first epoch;
-    `val_loss_kept`, of the weights returned)."""
+    `val_loss_kept`, of the weights returned). The model may be a kept one of the same shape
+    (tasks/model/pool.py): `pool.give_back` it when done with it."""
     w, t = settings.window, settings.train
     values = stack.values
     limit_threads(t.threads)
@@ -119,10 +121,14 @@ def fit_model(stack: Stack, settings: Settings, callbacks: list = (),
     train = make_windows(values, train_origins, w, t.batch_size, shuffle_seed=t.seed,
                          drop_remainder=t.jit_compile and len(train_origins) > t.batch_size, threads=t.threads)
     val = make_windows(values, stack.origins("val", w), w, max(t.batch_size, 256), threads=t.threads)
-    model = build_model(settings, channels=values.shape[1])
+    # Built fresh even when a kept model is reused: its starting values are this seed's, drawn as before.
+    fresh = build_model(settings, channels=values.shape[1])
+    model = pool.reuse(fresh, pool.shape_key(fresh, t.loss, t.jit_compile, STEPS_PER_CALL, train.element_spec,
+                                             val.element_spec), t.learning_rate)
     if settings.model.linear_skip and w.mode == "direct":
         solve_linear_skip(model, make_windows(values, train_origins, w, 1024, threads=t.threads))
-    model.compile(optimizer=keras.optimizers.Adam(t.learning_rate), loss=LOSSES[t.loss])
+    if not model.compiled:
+        model.compile(optimizer=keras.optimizers.Adam(t.learning_rate), loss=LOSSES[t.loss])
     # Set on the model rather than passed to compile(), whose arguments are saved with the model: a loaded
     # model should not XLA-compile again for every new batch shape it forecasts. Several steps per call
     # spare Keras' per-step Python work (~1 ms), a quarter of a small LSTM's step (the seed preset).

@@ -9,12 +9,15 @@ step ahead (rows [t-L+1, t+1)), next-step targets at every position as in the or
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
 from tasks.prepare.split import Bounds
 from tasks.settings import WindowSettings
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 def origins(segment: tuple[int, int], cfg: WindowSettings, training: bool = True) -> range:
@@ -61,6 +64,8 @@ def make_windows(values: np.ndarray, starts: range | np.ndarray, cfg: WindowSett
     origins `starts` (a range, or any origins of a stack);
     `drop_remainder` leaves out a last, smaller batch (reshuffled, its windows come back next epoch);
     `threads` > 0 gathers them on that many threads of the pipeline's own (0: tf.data's autotuned pool)."""
+    import tensorflow as tf  # here: a sweep's command windows nothing, and starts without TensorFlow
+
     series = tf.constant(values, dtype=tf.float32)  # [rows, channels]; column 0 is the target
     target = series[:, 0]
     lookback = tf.range(-cfg.input_length, 0, dtype=tf.int64)

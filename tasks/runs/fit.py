@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,6 @@ from tasks.data.panel import Member, Prepared
 from tasks.errors import FitFailed
 from tasks.model.evaluate import evaluate_forecasts, forecast_windows, season_length
 from tasks.model.intervals import conformal_halfwidths
-from tasks.model.train import train_model
 from tasks.prepare.normalize import normalize_series
 from tasks.prepare.split import Bounds, split_bounds
 from tasks.prepare.window import Stack, origins, target_windows
@@ -44,7 +44,7 @@ class FitResult:
     run_id: str
     metrics: dict[str, float]  # test metrics of model and baselines, `val_mse`, `start_val_mse`, `kept_val_loss`
     history: dict[str, list[float]]  # per epoch `loss`, `val_loss`
-    model_uri: str | None  # the logged pyfunc, to register (None when not logged)
+    model_uri: str | None  # the logged pyfunc, to register (None when not logged in full)
     test_starts: tuple[int, int]  # [first, last + 1) test origin, as row numbers of the (first) series
     test_forecast: np.ndarray  # [windows, H] in the target's units (of the first series)
     step_mse: list[float]  # test MSE (normalized) at each horizon step
@@ -57,15 +57,19 @@ def backup_dir(run_id: str) -> Path:
     return Path(tempfile.gettempdir()) / "lstm-pipeline-backup" / run_id
 
 
-def fit_run(data: Prepared, settings: Settings, run_id: str, bounds: Bounds | None = None, log_model: bool = True,
+ModelLog = Literal["full", "parts", "none"]
+
+
+def fit_run(data: Prepared, settings: Settings, run_id: str, bounds: Bounds | None = None, model: ModelLog = "full",
             title: str = "", segments: list[tuple[int, int]] = ()) -> FitResult:
     """Fit `settings` on `data` and log everything to run `run_id` (left RUNNING: the caller ends it).
 
     `bounds` default to the settings' split of each series; `segments` are row ranges inside the test split
-    that get metrics of their own (a backtest's folds scored by one model)."""
+    that get metrics of their own (a backtest's folds scored by one model). `model`: the pyfunc logged in
+    full, only its parts (a sweep's trial: `models.log_model_from_parts` logs it if it is chosen), or nothing."""
     every = [bounds or split_bounds(len(m.series), settings.split) for m in data.members]
     try:
-        return _fit(data, settings, run_id, every, log_model, title, segments)
+        return _fit(data, settings, run_id, every, model, title, segments)
     finally:
         shutil.rmtree(backup_dir(run_id), ignore_errors=True)  # train_model's own retries are over by now
 
@@ -113,8 +117,13 @@ def overall(figures: list[dict[str, float]], weights: list[int]) -> dict[str, fl
     return {k: float(np.average([f[k] for f in figures], weights=weights)) for k in figures[0]}
 
 
-def _fit(data: Prepared, settings: Settings, run_id: str, bounds: list[Bounds], log_model: bool, title: str,
+def _fit(data: Prepared, settings: Settings, run_id: str, bounds: list[Bounds], model_log: ModelLog, title: str,
          segments: list[tuple[int, int]]) -> FitResult:
+    # TensorFlow comes with training, here: a sweep's or backtest's command only submits fits, and starts faster
+    # without it (its workers have it loaded).
+    from tasks.model import pool
+    from tasks.model.train import train_model
+
     w, members = settings.window, data.members
     scalers, arrays = normalize_series([m.series for m in members], bounds)
     stack = Stack.of(arrays, bounds)
@@ -150,7 +159,8 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: list[Bounds], 
 
     # Did the weights kept beat those training started from? Said on every run.
     improved = history["val_loss_kept"][0] < history["val_loss_start"][0]
-    packaged = package_model(model, data, scalers, [s.halfwidth for s in scored], bounds, settings) if log_model else None
+    packaged = (package_model(model, data, scalers, [s.halfwidth for s in scored], bounds, settings)
+                if model_log != "none" else None)
     first = scored[0]
     figures = make_figures(members[0].series, members[0].summary.target, first.test,
                            scalers[0].inverse_target(first.test_pred),
@@ -181,11 +191,14 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: list[Bounds], 
         tags={"lstm_improved_on_start": str(improved).lower()},
         tables={"series.csv": table} if table is not None else {},
     )
-    model_uri = None
-    if packaged:
-        model_uri = models.log_model(run_id, **{k: packaged[k] for k in ("keras_model", "spec", "input_example",
-                                                                          "output_example")})
+    model_uri, parts = None, {k: packaged[k] for k in ("keras_model", "spec", "input_example", "output_example")
+                              } if packaged else {}
+    if model_log == "full":
+        model_uri = models.log_model(run_id, **parts)
         runs.set_run_tags(run_id, {"model_uri": model_uri})  # what `sweep --register best` registers, later too
+    elif model_log == "parts":
+        models.log_parts(run_id, **parts)
+    pool.give_back(model)  # for this process's next fit of the same shape
     return FitResult(run_id, metrics, {k: history[k] for k in ("loss", "val_loss") if k in history}, model_uri,
                      (first.test.start, first.test.stop), scalers[0].inverse_target(first.test_pred),
                      [step_mse[h] for h in range(w.horizon)], segment_metrics)
@@ -239,12 +252,12 @@ def dataset_frame(data: Prepared) -> pd.DataFrame:
 
 @task(cache_policy=NO_CACHE, task_run_name="{name}")
 def fit_child(data: Prepared, settings: Settings, run_id: str, tracking_uri: str, name: str,
-              bounds: Bounds | None = None, log_model: bool = True,
+              bounds: Bounds | None = None, model: ModelLog = "full",
               segments: list[tuple[int, int]] = ()) -> FitResult:
     """A sweep trial or backtest fold on a Dask worker: fit run `run_id` and end it FINISHED (or FAILED,
     with the reason, before the error is raised). The store is named explicitly: a worker on another
     machine has none of the caller's settings."""
     store.connect(tracking_uri)
     with runs.recorded(run_id):
-        result = fit_run(data, settings, run_id, bounds, log_model, name, segments)
+        result = fit_run(data, settings, run_id, bounds, model, name, segments)
     return result

@@ -13,7 +13,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.report.plot import plot_forecasts, plot_objective, plot_val_losses
-from tasks.tracking import runs
+from tasks.tracking import models, runs, store
 
 OBJECTIVE = "val_mse"  # the kept weights' MSE on the val split; test metrics are logged, never used to choose
 SHOWN = [OBJECTIVE, "test_mse", "repeat_test_mse", "seasonal_naive_test_mse", "start_val_mse",
@@ -88,3 +88,11 @@ def log_sweep(parent: str, table: pd.DataFrame, keys: list[str], curves: dict[st
 def _plain(value):
     """NumPy scalars (as pandas hands them out) as the Python values they hold: the settings are strict."""
     return value.item() if hasattr(value, "item") else value
+
+
+@task(cache_policy=NO_CACHE, task_run_name="log-chosen-model")
+def log_chosen_model(run_id: str, tracking_uri: str) -> str:
+    """The chosen trial's pyfunc, logged in full from the parts it kept; its model URI. Run on a worker, which
+    has TensorFlow loaded to check that the model loads; the store is named, as for a trial."""
+    store.connect(tracking_uri)
+    return models.log_model_from_parts(run_id)

@@ -1,4 +1,5 @@
-"""The logged model: the pyfunc forecaster (Keras model, spec and this package's code), and loading it back."""
+"""The logged model: the pyfunc forecaster (Keras model, spec and this package's code), logged at once or from
+the parts a trial keeps, and loading it back."""
 
 from __future__ import annotations
 
@@ -27,11 +28,48 @@ def pip_requirements() -> list[str]:
     return [f"{requirement}=={version(requirement.split('[')[0])}" for requirement in REQUIRED]
 
 
+PARTS = "model_parts"  # a trial's artifacts from which its pyfunc is logged if it is chosen (log_model_from_parts)
+
+
+def save_parts(folder: Path, keras_model, spec: dict, input_example: pd.DataFrame, output_example: pd.DataFrame
+               ) -> None:
+    """The Keras model and its spec as the pyfunc's artifacts; the examples beside them as pandas pickles, which
+    keep every dtype and column name as they were (only this package writes and reads them)."""
+    keras_model.save(folder / "model.keras")
+    (folder / "spec.json").write_text(json.dumps(spec, indent=2))
+    input_example.to_pickle(folder / "input_example.pkl")
+    output_example.to_pickle(folder / "output_example.pkl")
+
+
 def log_model(run_id: str, keras_model, spec: dict, input_example: pd.DataFrame, output_example: pd.DataFrame) -> str:
     """Log the pyfunc forecaster (Keras model + spec + this package's code) as a logged model of run
-    `run_id`'s experiment, stored under that experiment's artifact root; returns its model URI.
+    `run_id`'s experiment, stored under that experiment's artifact root; returns its model URI."""
+    with tempfile.TemporaryDirectory() as tmp:
+        save_parts(Path(tmp), keras_model, spec, input_example, output_example)
+        return _log_pyfunc(run_id, Path(tmp), input_example, output_example)
 
-    Logged from code (ENTRY), as MLflow 3 recommends for custom pyfuncs: loading runs that file instead of
+
+def log_parts(run_id: str, keras_model, spec: dict, input_example: pd.DataFrame, output_example: pd.DataFrame) -> None:
+    """Keep what `log_model` would log, as plain artifacts of the run (PARTS): a fraction of its cost (no copy
+    of the code, no environment, no check that the model loads), for a trial that may not be chosen."""
+    with tempfile.TemporaryDirectory() as tmp:
+        save_parts(Path(tmp), keras_model, spec, input_example, output_example)
+        MlflowClient().log_artifacts(run_id, tmp, PARTS)
+
+
+def log_model_from_parts(run_id: str) -> str:
+    """Log the pyfunc of a run that kept its parts (`log_parts`), and tag the run with its URI; returns the URI."""
+    client = MlflowClient()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(client.download_artifacts(run_id, PARTS, tmp))
+        uri = _log_pyfunc(run_id, folder, pd.read_pickle(folder / "input_example.pkl"),
+                          pd.read_pickle(folder / "output_example.pkl"))
+    client.set_tag(run_id, "model_uri", uri)
+    return uri
+
+
+def _log_pyfunc(run_id: str, parts: Path, input_example: pd.DataFrame, output_example: pd.DataFrame) -> str:
+    """Logged from code (ENTRY), as MLflow 3 recommends for custom pyfuncs: loading runs that file instead of
     unpickling an object, so the model does not depend on this Python's pickle format."""
     from mlflow.models import infer_signature
 
@@ -41,19 +79,15 @@ def log_model(run_id: str, keras_model, spec: dict, input_example: pd.DataFrame,
     # created here, it belongs to the run's experiment, with the run's params as Model.log would give it.
     logged = client.create_logged_model(run.info.experiment_id, name="model", source_run_id=run_id,
                                         params=run.data.params)
-    with tempfile.TemporaryDirectory() as tmp:
-        model_path, spec_path = Path(tmp, "model.keras"), Path(tmp, "spec.json")
-        keras_model.save(model_path)
-        spec_path.write_text(json.dumps(spec, indent=2))
-        info = mlflow.models.Model.log(
-            artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=run_id, model_id=logged.model_id,
-            python_model=str(ENTRY),
-            artifacts={"keras_model": str(model_path), "spec": str(spec_path)},
-            code_paths=[str(CODE_DIR)],
-            signature=infer_signature(input_example, output_example),
-            input_example=input_example,
-            pip_requirements=pip_requirements(),
-        )
+    info = mlflow.models.Model.log(
+        artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=run_id, model_id=logged.model_id,
+        python_model=str(ENTRY),
+        artifacts={"keras_model": str(parts / "model.keras"), "spec": str(parts / "spec.json")},
+        code_paths=[str(CODE_DIR)],
+        signature=infer_signature(input_example, output_example),
+        input_example=input_example,
+        pip_requirements=pip_requirements(),
+    )
     return info.model_uri
 
 

@@ -76,6 +76,7 @@ def test_each_trial_is_a_child_run_logged_as_a_training_run_is(first_sweep):
     assert good.data.params["train.learning_rate"] == "0.01" and good.data.params["window.input_length"] == "24"
     assert [m.step for m in client.get_metric_history(good.info.run_id, "val_loss")] == [1, 2]
     assert {"forecast.png", "loss_curves.png", "config.yaml"} <= {a.path for a in client.list_artifacts(good.info.run_id)}
+    assert good.data.tags["model_uri"].startswith("models:/")  # the chosen trial's, logged in full
 
 
 def test_the_workers_lines_reach_the_commands_console(first_sweep):
@@ -207,7 +208,22 @@ def test_a_sweep_on_a_dask_scheduler_and_workers_that_reach_an_mlflow_server(cli
         trials = children(client, parent_of(client, "sweep-remote", "remote").info.run_id)
         assert sorted((r.info.run_name, r.info.status) for r in trials) == [("u4", "FINISHED"), ("u8", "FINISHED")], \
             [r.data.tags.get("failure") for r in trials]
-        assert all(r.data.tags["model_uri"].startswith("models:/") for r in trials)
+        # Only the chosen trial's model is logged in full, by a worker, from the parts every trial keeps.
+        best, other = sorted(trials, key=lambda r: r.data.metrics["val_mse"])
+        assert "model_uri" not in other.data.tags
+        for run in (best, other):
+            assert {"model.keras", "spec.json", "input_example.pkl", "output_example.pkl"} == {
+                Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model_parts")}
+        parts = Path(mlflow.artifacts.download_artifacts(f"runs:/{best.info.run_id}/model_parts", tracking_uri=server.url,
+                                                         dst_path=str(tmp_path)))
+        before = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(server.url)
+        try:
+            logged = mlflow.pyfunc.load_model(best.data.tags["model_uri"])
+        finally:
+            mlflow.set_tracking_uri(before)
+        pd.testing.assert_frame_equal(logged.predict(pd.read_pickle(parts / "input_example.pkl")),
+                                      pd.read_pickle(parts / "output_example.pkl"))
     finally:
         server.stop()
 
