@@ -160,10 +160,26 @@ def epoch_times(data: Path, epochs: int = 3, rounds: int = 2) -> dict:
     return times | {"windows": result["windows"]}
 
 
+def step_times(data: Path) -> dict:
+    """Per optimizer step at batch 32 (L=96, 32 units, H=24): the product's training steps, without and with
+    XLA (epochs 2 and 3, whose steps are traced and compiled already), and the peer's LSTM (bench/peer.py)."""
+    out = {}
+    for name, flags in (("product", []), ("product_xla", ["--jit"])):
+        done = measure([PYTHON, "-m", "bench.timing", "product", data, "--epochs", 3, "--batch", 32, *flags]).require()
+        result = json.loads(done.out.strip().splitlines()[-1])
+        out[name] = {"ms_per_step": statistics.median(result["train"][1:]) / result["steps"] * 1000,
+                     "first_epoch_s": result["train"][0], "steps": result["steps"]}
+    if fanout.PEER_PYTHON.exists():
+        peer = measure([fanout.PEER_PYTHON, ROOT / "bench" / "peer.py", data, "--per-step"]).require()
+        out["peer"] = json.loads(peer.out.strip().splitlines()[-1])
+    return out
+
+
 def speed(data: Path, env: dict) -> dict:
     times = epoch_times(data)
     seed, _ = train(data, env, ["tracking.experiment=bench", "registry.model_name=bench-seed"], preset="seed")
-    return {"epochs": times, "seed": {"seconds": seed.wall, "peak_mb": seed.peak_mb, "phases": phases(seed)}}
+    return {"epochs": times, "steps": step_times(data),
+            "seed": {"seconds": seed.wall, "peak_mb": seed.peak_mb, "phases": phases(seed)}}
 
 
 # --- overhead --------------------------------------------------------------------------------------------
@@ -215,7 +231,8 @@ def phases(done: Finished) -> dict[str, dict[str, float]]:
 
 
 STARTS = {  # what a `train` command starts with, each timed alone in a fresh process (as flows/cli/ sets it up)
-    "imports (flows.train)": "import flows.cli, time; t = time.perf_counter(); import flows.train; "
+    # The training flow and what it trains with: TensorFlow comes with the fit (tasks/model/train.py), lazily.
+    "imports (flows.train)": "import flows.cli, time; t = time.perf_counter(); import flows.train, tasks.model.train; "
                              "print('seconds', time.perf_counter() - t)",
     "Prefect temporary server start": "import flows.cli, time; from services.tempserver import TemporaryServer as S; "
                                       "t = time.perf_counter(); s = S(); s.ready(); print('seconds', time.perf_counter() - t); s.stop()",
@@ -333,7 +350,9 @@ def report(saved: dict) -> str:
             f"{plain:.2f} | {statistics.median(e['plain']['cpu']):.2f} |\n"
             f"| `lstm-pipeline` training (`fit_model`: batch 256, tf.data windows, 1 intra-op thread, val pass included) | "
             f"{mine:.2f} | {statistics.median(e['product']['cpu']):.2f} |\n\n"
-            f"Ratio {mine / plain:.2f} (target ≤ {LIMITS['epoch_ratio']}). `--preset seed` end to end: "
+            f"Ratio {mine / plain:.2f} (target ≤ {LIMITS['epoch_ratio']}).\n\n"
+            + step_table(saved["speed"]["result"].get("steps"))
+            + f"`--preset seed` end to end: "
             f"{seed['seconds']:.0f} s (target < {LIMITS['seed_seconds']} s), peak {seed['peak_mb']:.0f} MB.\n\n"
             + phase_table(seed["phases"], "`--preset seed`") + "\n")
     if "overhead" in saved:
@@ -375,6 +394,31 @@ def report(saved: dict) -> str:
     if "series" in saved:
         parts.append(series.report(saved["series"]["result"], measured(saved["series"])))
     return "\n".join(parts)
+
+
+def step_table(steps: dict | None) -> str:
+    """Per-step training time at batch 32 beside NeuralForecast's LSTM."""
+    if not steps:
+        return ""
+    peer = steps.get("peer")
+    rows = [f"| `lstm-pipeline` training step, default (`train.jit_compile=false`) | {steps['product']['ms_per_step']:.1f} | "
+            f"{steps['product']['first_epoch_s']:.1f} |",
+            f"| `lstm-pipeline` training step, `train.jit_compile=true` (XLA) | {steps['product_xla']['ms_per_step']:.1f} | "
+            f"{steps['product_xla']['first_epoch_s']:.1f} |"]
+    if peer:
+        rows.append(f"| NeuralForecast {peer['neuralforecast']} `LSTM` (bench/peer.py --per-step; fixed cost of a "
+                    f"267-step fit {peer['fixed_s']:.2f} s) | {peer['ms_per_step']:.1f} | |")
+    verdict = ""
+    if peer:
+        ratios = {k: steps[k]["ms_per_step"] / peer["ms_per_step"] for k in ("product", "product_xla")}
+        verdict = (f"Per step against the peer: {ratios['product']:.2f}x by default, {ratios['product_xla']:.2f}x with "
+                   f"XLA (target ≤ 1: {'met' if ratios['product'] <= 1 else 'NOT met'} by default, "
+                   f"{'met' if ratios['product_xla'] <= 1 else 'NOT met'} with XLA).\n\n")
+    return ("Per optimizer step at batch 32 (L=96, 32 units, H=24, the protocol's train windows; the product's "
+            "epochs 2 and 3, up to their validation pass, over the steps of an epoch; the peer's extra steps "
+            "between a 267- and an 801-step fit):\n\n"
+            "| step | ms/step | first epoch s (tracing, compiling) |\n|---|---:|---:|\n" + "\n".join(rows) + "\n\n"
+            + verdict)
 
 
 def phase_table(spent: dict[str, dict[str, float]], what: str) -> str:

@@ -33,7 +33,7 @@ from tasks.runs.sweep import (
     trials_table,
 )
 from tasks.settings import Settings
-from tasks.tracking import registry, runs, store
+from tasks.tracking import models, registry, runs, store
 
 DEFAULT_TRIALS = 20  # for a space with ranges; a grid runs every combination
 BEST_SHOWN = 3  # trials whose test forecasts the parent's figure draws
@@ -75,6 +75,10 @@ def open_sweep(name: str, data: Prepared, space: Space, settings: Settings, work
         if runs.load_dict(parent, "space.json") != space.axes:
             raise InputError([Problem(f"sweep {name!r} (run {parent}) was run with another space",
                                       "pass the same space file to continue it, or another --name")])
+        scored = found[0].data.params.get("sweep.objective", objective)
+        if scored != objective:
+            raise InputError([Problem(f"sweep {name!r} (run {parent}) was scored by {scored}, not {objective}",
+                                      "continue it with the same --objective (and --folds), or use another --name")])
         runs.reopen_run(parent)
         return parent, earlier_trials(runs.child_runs(parent), list(space.axes))
     parent = runs.start_run(experiment, name, f"Sweep of {len(space.axes)} settings on {data.source}",
@@ -195,6 +199,30 @@ def run_trials(proposer: Proposer, total: int, workers: int, parent: str, name: 
     return rows, curves, fits
 
 
+def chosen_model(best: dict, name: str, register_best: bool) -> str | None:
+    """The chosen trial's model URI. Trials keep their models' parts; the chosen one's pyfunc is logged in full
+    from them, by a worker (TensorFlow is loaded there). Without --register best, a failure to log it leaves
+    the sweep as it is, and running it again by name logs it."""
+    model_uri = runs.tag(best["run_id"], "model_uri")
+    if model_uri is not None:
+        return model_uri
+    if not models.has_parts(best["run_id"]):
+        problem = Problem(f"trial {best['name']} (run {best['run_id']}) kept no model to log",
+                          f"train its settings with `lstm-pipeline train --set ...` ({best['values']})")
+        if register_best:
+            raise InputError([problem])
+        print(f"note: {problem}")
+        return None
+    try:
+        return log_chosen_model.submit(best["run_id"], store.tracking_uri()).result()
+    except Exception as exc:  # noqa: BLE001 - the trials stand; only the chosen one's pyfunc is missing
+        if register_best:
+            raise
+        print(f"note: the model of trial {best['name']} was not logged ({type(exc).__name__}: {exc}); "
+              f"run the sweep again with --name {name} to log it")
+        return None
+
+
 @flow(name="sweep", log_prints=True)
 def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), trials: int | None = None,
                workers: int = 2, name: str | None = None, register_best: bool = False,
@@ -234,10 +262,7 @@ def sweep_flow(data: str, space_file: str, settings: Settings = Settings(), tria
                          prepared.series[prepared.summary.target])
         if best is None:
             raise NothingFinished(f"none of the {len(table)} trials finished (trials.csv on run {parent} says why)")
-        # Trials keep their models' parts; the chosen one's is logged in full, by a worker (TensorFlow is there).
-        model_uri = runs.tag(best["run_id"], "model_uri") if objective == "val" else None
-        if objective == "val" and model_uri is None:
-            model_uri = log_chosen_model.submit(best["run_id"], store.tracking_uri()).result()
+        model_uri = chosen_model(best, name, register_best) if objective == "val" else None
     print(f"best trial {best['name']}: {OBJECTIVE}={best[OBJECTIVE]:.4f} (run {best['run_id']})")
     if not register_best:
         return SweepResult(parent, name, table, best)

@@ -56,7 +56,8 @@ def build_model(settings: Settings, channels: int) -> keras.Model:
         rnn = layers.LSTM(m.units, return_sequences=seq2seq or i < m.layers - 1, dropout=m.dropout, name=f"lstm_{i}")
         h = layers.Bidirectional(rnn, name=f"bi_lstm_{i}")(h) if m.bidirectional else rnn(h)
     if seq2seq:
-        out = layers.Reshape((L,))(layers.Dense(1, name="head")(h))  # [batch, L]
+        # Named: an unnamed layer's name counts the models built, and the pool (tasks/model/pool.py) keys on the config.
+        out = layers.Reshape((L,), name="steps")(layers.Dense(1, name="head")(h))  # [batch, L]
     elif m.linear_skip:
         # A linear path from the (level-shifted) window to the horizon, which training starts at the
         # least-squares map (`tasks.model.train.solve_linear_skip`); the LSTM's head starts at zero, so the

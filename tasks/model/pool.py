@@ -35,19 +35,21 @@ def reuse(fresh: keras.Model, key: str, learning_rate: float) -> keras.Model:
     with _lock:
         kept = _kept.get(key, [])
         model = kept.pop() if kept else fresh
+        if not kept:
+            _kept.pop(key, None)  # a shape none is kept of counts no more towards KEPT
+        _keys[model] = key
     if model is not fresh:
         restart(model, fresh, learning_rate)
-    _keys[model] = key
     return model
 
 
 def give_back(model: keras.Model) -> None:
     """Keep a model `reuse` handed out for the next fit of its shape; the least recently used shape goes
     when KEPT are kept."""
-    key = _keys.pop(model, None)
-    if key is None:
-        return
     with _lock:
+        key = _keys.pop(model, None)
+        if key is None:
+            return
         _kept.setdefault(key, []).append(model)
         _kept.move_to_end(key)
         while len(_kept) > KEPT:
@@ -62,6 +64,10 @@ def restart(model: keras.Model, fresh: keras.Model, learning_rate: float) -> Non
         raise ValueError("a kept model and the fresh one differ in their variables")  # a key that missed a setting
     for target, source in zip(targets, sources):
         target.assign(source)
+    # A fit resumed by BackupAndRestore (a retried task) leaves the epoch it resumed at on the model, and Keras
+    # starts every later fit there; a fresh model has none. (A private attribute: tests/tasks/model/test_pool.py
+    # fails if Keras renames it.)
+    model._initial_epoch = None
     optimizer = model.optimizer
     rate = optimizer.learning_rate  # a float rate is held in a variable: a trial at another rate reuses the step
     for variable in optimizer.variables:

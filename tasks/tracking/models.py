@@ -34,7 +34,8 @@ PARTS = "model_parts"  # a trial's artifacts from which its pyfunc is logged if 
 def save_parts(folder: Path, keras_model, spec: dict, input_example: pd.DataFrame, output_example: pd.DataFrame
                ) -> None:
     """The Keras model and its spec as the pyfunc's artifacts; the examples beside them as pandas pickles, which
-    keep every dtype and column name as they were (only this package writes and reads them)."""
+    keep every dtype and column name as they were. (Loading a pickle runs what it holds: only those who may log
+    runs can write one, and they can log a model, whose code runs where it loads, anyway.)"""
     keras_model.save(folder / "model.keras")
     (folder / "spec.json").write_text(json.dumps(spec, indent=2))
     input_example.to_pickle(folder / "input_example.pkl")
@@ -55,6 +56,10 @@ def log_parts(run_id: str, keras_model, spec: dict, input_example: pd.DataFrame,
     with tempfile.TemporaryDirectory() as tmp:
         save_parts(Path(tmp), keras_model, spec, input_example, output_example)
         MlflowClient().log_artifacts(run_id, tmp, PARTS)
+
+
+def has_parts(run_id: str) -> bool:
+    return bool(MlflowClient().list_artifacts(run_id, PARTS))
 
 
 def log_model_from_parts(run_id: str) -> str:

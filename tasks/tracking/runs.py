@@ -55,13 +55,19 @@ def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
 
 
 def epoch_logger(run_id: str):
-    """A Keras callback that records `loss` and `val_loss` with step = epoch (1-based) as training runs."""
+    """A Keras callback that records `loss`, `val_loss` and `epoch_seconds` (its wall time, val pass included)
+    with step = epoch (1-based) as training runs."""
+    import time
+
     import keras
 
     class EpochMetrics(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
         def on_epoch_end(self, epoch, logs=None):
             kept = {k: v for k, v in (logs or {}).items() if k in ("loss", "val_loss")}
-            log_metrics(run_id, kept, step=epoch + 1)
+            log_metrics(run_id, kept | {"epoch_seconds": time.perf_counter() - self.started}, step=epoch + 1)
 
     return EpochMetrics()
 

@@ -248,3 +248,7 @@ def test_a_sweep_scored_by_backtest_chooses_on_the_folds_mean_val_mse(cli_env, v
     refused = sweep(valid_workbook, space, "--objective", "backtest", "--register", "best", env=cli_env,
                     experiment="sweep-backtest")
     assert refused.returncode == 2 and "--register best needs --objective val" in refused.stderr
+    # Continued by name, it keeps its objective: a trial scored by folds has no model to log as the chosen one.
+    other = sweep(valid_workbook, space, "--name", "scored", env=cli_env, experiment="sweep-backtest")
+    assert other.returncode == 2 and "sweep 'scored'" in other.stderr and "was scored by backtest of 2 folds, not val" \
+        in other.stderr, other.stderr[-2000:]

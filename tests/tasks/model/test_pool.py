@@ -1,5 +1,6 @@
 """A kept model trains as a fresh one would: same seed, same numbers, bit for bit."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -10,6 +11,13 @@ from tasks.prepare.window import Stack
 from tasks.settings import parse_settings
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def empty_pool():
+    pool._kept.clear()  # each test starts with none kept, whatever ran before it in this process
+    yield
+    pool._kept.clear()
 
 
 def _stack():
@@ -46,6 +54,28 @@ def test_a_kept_model_trains_bit_identically_to_a_fresh_one(dropout):
 
 def test_a_model_in_use_is_not_handed_out_twice():
     stack, settings = _stack(), _settings()
+    kept, _ = fit_model(stack, settings)
+    pool.give_back(kept)
     first, _ = fit_model(stack, settings)
-    second, _ = fit_model(stack, settings)  # `first` was not given back: a fit of its own
-    assert second is not first
+    second, _ = fit_model(stack, settings)  # `first` was not given back: a model of its own
+    assert first is kept and second is not first
+
+
+class CrashInEpoch2(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("crash")
+
+
+def test_a_model_that_resumed_a_fit_starts_the_next_fit_at_its_first_epoch(tmp_path):
+    """A retried training task resumes from its last saved epoch (Keras' BackupAndRestore), which Keras keeps
+    on the model as where every later fit starts."""
+    stack, settings = _stack(), _settings()
+    fresh, history = fit_model(stack, settings)
+    with pytest.raises(RuntimeError):
+        fit_model(stack, settings, [CrashInEpoch2()], backup_dir=tmp_path)
+    resumed, partial = fit_model(stack, settings, backup_dir=tmp_path)
+    assert len(partial["loss"]) < 3  # it resumed after the last epoch saved
+    pool.give_back(resumed)
+    again, repeated = fit_model(stack, settings)
+    assert again is resumed and repeated == history
