@@ -31,30 +31,30 @@ def pip_requirements() -> list[str]:
 PARTS = "model_parts"  # a trial's artifacts from which its pyfunc is logged if it is chosen (log_model_from_parts)
 
 
-def save_parts(folder: Path, keras_model, spec: dict, input_example: pd.DataFrame, output_example: pd.DataFrame
-               ) -> None:
-    """The Keras model and its spec as the pyfunc's artifacts; the examples beside them as pandas pickles, which
-    keep every dtype and column name as they were. (Loading a pickle runs what it holds: only those who may log
-    runs can write one, and they can log a model, whose code runs where it loads, anyway.)"""
+def save_parts(folder: Path, keras_model, spec: dict) -> None:
+    """The pyfunc's artifacts as files: the Keras model and its spec."""
     keras_model.save(folder / "model.keras")
     (folder / "spec.json").write_text(json.dumps(spec, indent=2))
-    input_example.to_pickle(folder / "input_example.pkl")
-    output_example.to_pickle(folder / "output_example.pkl")
 
 
 def log_model(run_id: str, keras_model, spec: dict, input_example: pd.DataFrame, output_example: pd.DataFrame) -> str:
     """Log the pyfunc forecaster (Keras model + spec + this package's code) as a logged model of run
     `run_id`'s experiment, stored under that experiment's artifact root; returns its model URI."""
     with tempfile.TemporaryDirectory() as tmp:
-        save_parts(Path(tmp), keras_model, spec, input_example, output_example)
+        save_parts(Path(tmp), keras_model, spec)
         return _log_pyfunc(run_id, Path(tmp), input_example, output_example)
 
 
 def log_parts(run_id: str, keras_model, spec: dict, input_example: pd.DataFrame, output_example: pd.DataFrame) -> None:
     """Keep what `log_model` would log, as plain artifacts of the run (PARTS): a fraction of its cost (no copy
-    of the code, no environment, no check that the model loads), for a trial that may not be chosen."""
+    of the code, no environment, no check that the model loads), for a trial that may not be chosen. The
+    examples go beside the model as pandas pickles, which keep every dtype and column name as they were.
+    (Loading a pickle runs what it holds: only those who may log runs can write one, and they can log a
+    model, whose code runs where it loads, anyway.)"""
     with tempfile.TemporaryDirectory() as tmp:
-        save_parts(Path(tmp), keras_model, spec, input_example, output_example)
+        save_parts(Path(tmp), keras_model, spec)
+        input_example.to_pickle(Path(tmp, "input_example.pkl"))
+        output_example.to_pickle(Path(tmp, "output_example.pkl"))
         MlflowClient().log_artifacts(run_id, tmp, PARTS)
 
 
