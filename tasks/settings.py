@@ -97,10 +97,12 @@ class TrainSettings(_Section):
     # XLA: several times faster per step for small batches and layers (the seed preset), no gain at
     # batch 256, and it compiles for seconds first.
     jit_compile: bool = False
-    # Threads per TF op, and threads gathering the windows (tf.data). One per op is fastest for small
-    # LSTMs (handing a small matmul to a second thread costs more than it saves; the seed preset trains
-    # 2x faster); one gathering is as fast as tf.data's autotuned pool of a thread per core, which slowed
-    # a sweep's second worker on the other core down (BENCHMARKS.md). 0: TF's defaults, one per core.
+    # Threads per TF op, threads running TF ops side by side, and threads gathering the windows
+    # (tf.data). One per op is fastest for small LSTMs (handing a small matmul to a second thread costs
+    # more than it saves; the seed preset trains 2x faster); one running ops keeps an LSTM's chain of
+    # small ops on one core; one gathering is as fast as tf.data's autotuned pool of a thread per core.
+    # Pools of a thread per core slowed a sweep's second worker on the other core down (BENCHMARKS.md).
+    # 0: TF's defaults, one per core.
     threads: NonNegativeInt = 1
 
 

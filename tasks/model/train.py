@@ -33,10 +33,14 @@ def seed_everything(seed: int, xla: bool = False) -> None:
 
 
 def limit_threads(threads: int) -> None:
-    """Threads per TF op (0: TF's default). TF fixes the number at its first op, so a process that has
-    already run TF keeps what it had."""
+    """Threads per TF op, and threads running ops side by side (0: TF's defaults, one per core). TF fixes
+    both at its first op, so a process that has already run TF keeps what it had."""
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
+        # One: an LSTM's time loop is a chain of small ops, and handing each to the next free thread of a
+        # pool of one per core moves it between cores (a step took 12-26 ms, 11.5-11.9 with one), and two
+        # fits side by side, each with such a pool, slowed each other down 2x (BENCHMARKS.md).
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         pass
 

@@ -105,3 +105,17 @@ def test_every_pipeline_of_a_fit_gathers_on_train_threads(monkeypatch):
                         "train": {"epochs": 1, "batch_size": 32, "threads": 1}})
     fit_model(Stack.of([_series()], [Bounds((0, 300), (300, 350), (350, 400))]), s)
     assert asked == [1, 1, 1]
+
+
+def test_limit_threads_sets_both_of_tfs_thread_pools():
+    # In a process of its own: TF fixes its pools at its first op, which this session has already run.
+    # Inter-op matters as much as intra-op: a pool of one thread per core running an LSTM's small ops
+    # side by side slowed two fits on two cores 2x (BENCHMARKS.md).
+    import subprocess
+    import sys
+
+    code = ("import tensorflow as tf; from tasks.model.train import limit_threads; limit_threads(1); "
+            "tf.constant(1.0) + 1; t = tf.config.threading; "
+            "print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["1", "1"]
