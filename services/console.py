@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 # TensorFlow 2.21 writes these from C++ while it is imported, ignoring TF_CPP_MIN_LOG_LEVEL: absl's note
-# that logging is not initialized yet, and the notice that oneDNN kernels are on (the default).
+# that logging is not initialized yet, and the notice that oneDNN kernels are on (the default on CPUs
+# with AVX-512 or AMX; an AMD EPYC without AVX-512 prints neither unless TF_ENABLE_ONEDNN_OPTS=1).
 NATIVE_NOISE = re.compile(r"All log messages before absl::InitializeLog\(\) is called|oneDNN custom operations are on")
 # Keras traces its predict function once per model and batch shape; a run forecasts with the trained
 # model, the packaged one and the gate's loaded versions, so TensorFlow's counter reaches its warning
