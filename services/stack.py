@@ -212,7 +212,10 @@ def _server_envs(stack: Stack, secrets: dict[str, str], stores: dict[str, str]) 
     environment or 0600 files, never the command line, which every local user can read."""
     env = base_env(stack)
     prefect = env | ({"PREFECT_API_DATABASE_CONNECTION_URL": stores["prefect"]} if stores["prefect"] else {})
-    mlflow = env | {"MLFLOW_BACKEND_STORE_URI": stores["mlflow"]}
+    # Job execution off: MLflow 3's server otherwise starts a job runner and seven huey consumers for its GenAI
+    # jobs (scorers, evaluation, prompt optimization), which the product never submits; with them the stack
+    # took 13 processes, 2.3 GB and 85 s of CPU to start (BENCHMARKS.md, "Servers and workers that stay up").
+    mlflow = env | {"MLFLOW_BACKEND_STORE_URI": stores["mlflow"], "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     if stack.host not in LOOPBACK:
         from mlflow.server.security_utils import get_default_allowed_hosts
 

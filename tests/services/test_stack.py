@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -107,6 +108,15 @@ def test_status_lists_what_up_started(running):
     names = {name: alive for name, _, alive in stack_mod.status(running.home)}
     assert names == {"prefect-server": True, "mlflow-server": True, "worker": True, "reaper": True}
     assert stack_mod.active_env(running.home) == running.env()
+
+
+def test_mlflow_server_starts_no_job_runner(running):
+    # MLflow 3's server starts a job runner and huey consumers for its GenAI jobs unless told not to (~250 MB
+    # each); the runner starts beside the server's web app, so it would be there by now.
+    pid = next(pid for name, pid, _ in stack_mod.status(running.home) if name == "mlflow-server")
+    commands = [" ".join(child.cmdline()) for child in psutil.Process(pid).children(recursive=True)]
+    assert any("uvicorn" in c for c in commands), commands
+    assert not [c for c in commands if "mlflow.server.jobs" in c or "huey" in c]
 
 
 def test_server_schedules_match_prefect_yaml(running):
