@@ -54,10 +54,10 @@ def _children(env: dict, parent: str) -> list:
     return client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'", max_results=1000)
 
 
-def _sweep(measure, cli, data: Path, env: dict, space: dict, folder: Path, name: str, base: list[str], workers: int,
-           trials: int | None = None) -> dict:
+def run_sweep(measure, cli, data: Path, env: dict, space: dict, folder: Path, name: str, base: list[str], workers: int,
+              trials: int | None = None, options: tuple = ()) -> dict:
     done = measure([cli, "sweep", data, "--target", "OT", "--space", _space_file(space, folder), "--workers", workers,
-                    "--name", name,
+                    "--name", name, *options,
                     *(["--trials", trials] if trials else []),
                     *set_options([*base, "tracking.experiment=bench-sweep"])], env).require()
     parent = re.search(r"run_id (\w+);", done.out).group(1)
@@ -93,11 +93,11 @@ def _fixed_cost(env: dict, children: list) -> float | None:
 def sweep(measure, cli, data: Path, env: dict, folder: Path) -> dict:
     """The small space five ways, side by side, and once with 2 epochs a trial (its fixed cost); then the
     protocol sweep at H=24 and H=96."""
-    out = {f"workers_{w}": _sweep(measure, cli, data, env, SMALL_SPACE, folder, f"bench-small-{w}w", SMALL_BASE, w,
+    out = {f"workers_{w}": run_sweep(measure, cli, data, env, SMALL_SPACE, folder, f"bench-small-{w}w", SMALL_BASE, w,
                                   SMALL_TRIALS) for w in (1, 2)}
-    out["workers_2_xla"] = _sweep(measure, cli, data, env, SMALL_SPACE, folder, "bench-small-2w-xla",
+    out["workers_2_xla"] = run_sweep(measure, cli, data, env, SMALL_SPACE, folder, "bench-small-2w-xla",
                                   [*SMALL_BASE, "train.jit_compile=true"], 2, SMALL_TRIALS)
-    out["fixed"] = {how: _sweep(measure, cli, data, env, SMALL_SPACE, folder, f"bench-fixed-{how}",
+    out["fixed"] = {how: run_sweep(measure, cli, data, env, SMALL_SPACE, folder, f"bench-fixed-{how}",
                                 [*SMALL_BASE, "train.epochs=2", *extra], 2, SMALL_TRIALS)["fixed_median"]
                     for how, extra in (("default", []), ("xla", ["train.jit_compile=true"]))}
     loop, clock = [], time.perf_counter()
@@ -108,13 +108,11 @@ def sweep(measure, cli, data: Path, env: dict, folder: Path) -> dict:
                                      "promotion.require_beat_repeat=false"])], env).require().wall)
     out["loop"] = {"seconds": time.perf_counter() - clock, "per_command": loop}
     if PEER_PYTHON.exists():
-        peer = measure([PEER_PYTHON, ROOT / "bench" / "peer.py", data, "--trials", SMALL_TRIALS,
-                        "--steps", SMALL_STEPS]).require()
-        out["peer"] = json.loads(peer.out.strip().splitlines()[-1]) | {"wall": peer.wall, "peak_mb": peer.peak_mb}
+        out["peer"] = peer_sweep(measure, data)
     out["protocol"] = {}
     for horizon in protocol.HORIZONS:
         base = [f"window.horizon={horizon}", *(f"split.{k}={v}" for k, v in protocol.SPLIT.items())]
-        result = _sweep(measure, cli, data, env, PROTOCOL_SPACE, folder, f"bench-protocol-h{horizon}", base, 2)
+        result = run_sweep(measure, cli, data, env, PROTOCOL_SPACE, folder, f"bench-protocol-h{horizon}", base, 2)
         best = min(result["children"], key=lambda c: c["val_mse"] if c["val_mse"] is not None else float("inf"))
         # The trial with the default configuration's L and units
         default = next(c for c in result["children"]
@@ -122,6 +120,13 @@ def sweep(measure, cli, data: Path, env: dict, folder: Path) -> dict:
         out["protocol"][horizon] = {"seconds": result["seconds"], "best": best, "default": default,
                                     "trials": result["children"]}
     return out
+
+
+def peer_sweep(measure, data: Path) -> dict:
+    """NeuralForecast's AutoLSTM on the small space and step budget (bench/peer.py), in .venv-peer."""
+    peer = measure([PEER_PYTHON, ROOT / "bench" / "peer.py", data, "--trials", SMALL_TRIALS,
+                    "--steps", SMALL_STEPS]).require()
+    return json.loads(peer.out.strip().splitlines()[-1]) | {"wall": peer.wall, "peak_mb": peer.peak_mb}
 
 
 def backtest(measure, cli, data: Path, env: dict) -> dict:
@@ -174,7 +179,7 @@ def sweep_report(s: dict, measured: str) -> str:
         "logging its run); `train_seconds` holds the tracing of a shape's first fit on a worker.\n",
         *([f"A trial's fixed cost, everything but its epochs' arithmetic: the same sweep on 2 workers with 2 epochs a "
            f"trial, each trial's run duration less twice its second epoch (`epoch_seconds`, traced and compiled by "
-           f"then), median over the 8 trials: {_fixed(s['fixed']['default'])} by default, {_fixed(s['fixed']['xla'])} "
+           f"then), median over the 8 trials: {fixed_verdict(s['fixed']['default'])} by default, {fixed_verdict(s['fixed']['xla'])} "
            f"with XLA (target ≤ {LIMITS['trial_fixed_s']} s).\n"] if s.get("fixed") else []),
         "### Sweeps on the ETTh1 protocol, chosen on val\n",
         f"`window.input_length` in {PROTOCOL_SPACE['window.input_length']} x `model.units` in "
@@ -190,7 +195,7 @@ def sweep_report(s: dict, measured: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _fixed(seconds: float | None) -> str:
+def fixed_verdict(seconds: float | None) -> str:
     if seconds is None:
         return "–"
     return f"{seconds:.2f} s ({'met' if seconds <= LIMITS['trial_fixed_s'] else 'NOT met'})"

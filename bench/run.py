@@ -2,7 +2,7 @@
 only L, H, the split, the target and where runs are recorded set), training speed, whole-command
 overhead and scale. Prints the tables; `--write` also puts them in BENCHMARKS.md.
 
-    .venv/bin/python -m bench.run [--parts accuracy,speed,overhead,scale,sweep,backtest,series] [--data data/ETTh1.xlsx] [--write]
+    .venv/bin/python -m bench.run [--parts accuracy,speed,overhead,scale,sweep,cluster,backtest,series] [--data data/ETTh1.xlsx] [--write]
 
 Every command runs as a subprocess of its own, with its peak memory measured by a small launcher, and
 records into a bench-only MLflow store (a temporary folder unless --store), never ./mlruns.
@@ -28,14 +28,14 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from bench import fanout, protocol, series
+from bench import cluster, fanout, protocol, series
 from bench.bigbook import hourly_series, write_workbook
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
 CLI = PYTHON.with_name("lstm-pipeline")
 PEAK_RSS = ROOT / "tests" / "fixtures" / "peak_rss.py"  # forks the command from a small process
-PARTS = ("accuracy", "speed", "overhead", "scale", "sweep", "backtest", "series")
+PARTS = ("accuracy", "speed", "overhead", "scale", "sweep", "cluster", "backtest", "series")
 SCALE_ROWS = 1_000_000
 # short_run_ratio: a one-epoch `train` against the imports alone, and against the imports plus one epoch's
 # arithmetic (the same factor: what a short run may cost beyond what it cannot avoid).
@@ -403,6 +403,8 @@ def report(saved: dict) -> str:
             + phase_table(s["train_xlsx"]["phases"], "1M-row .xlsx train") + "\n")
     if "sweep" in saved:
         parts.append(fanout.sweep_report(saved["sweep"]["result"], measured(saved["sweep"])))
+    if "cluster" in saved:
+        parts.append(cluster.report(saved["cluster"]["result"], measured(saved["cluster"])))
     if "backtest" in saved:
         parts.append(fanout.backtest_report(saved["backtest"]["result"], measured(saved["backtest"])))
     if "series" in saved:
@@ -491,6 +493,7 @@ def main() -> None:
     runners = {"accuracy": lambda: accuracy(data, env), "speed": lambda: speed(data, env),
                "overhead": lambda: overhead(data, env), "scale": lambda: scale(env, folder),
                "sweep": lambda: fanout.sweep(measure, CLI, data, env, folder),
+               "cluster": lambda: cluster.run(measure, CLI, data, folder),
                "backtest": lambda: fanout.backtest(measure, CLI, data, env),
                "series": lambda: series.run(measure, CLI, {"ETTh1": data} | ({"ETTh2": args.etth2.resolve()}
                                                                            if args.etth2 else {}),
