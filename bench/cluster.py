@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,13 +24,11 @@ from bench.fanout import (LIMITS, PEER_PYTHON, SMALL_BASE, SMALL_SPACE, SMALL_ST
                           peer_sweep, run_sweep)
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))  # the real servers the tests start, started the same way here
+from servers import DaskCluster, free_port  # noqa: E402
+
 WORKERS = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SETTLE = 30  # s after `up` returned that the stack's footprint is taken: what it starts in the background has started
 
 
 @contextlib.contextmanager
@@ -41,7 +36,7 @@ def team_servers(folder: Path):
     """The stack (services/stack.py `up`, on SQLite) in `folder`; yields it."""
     from services import stack
 
-    servers = stack.Stack(home=folder / ".stack", prefect_port=_free_port(), mlflow_port=_free_port(),
+    servers = stack.Stack(home=folder / ".stack", prefect_port=free_port(), mlflow_port=free_port(),
                           mlruns=folder / "mlruns")
     stack.up(servers, ROOT / "prefect.yaml", project=ROOT)
     try:
@@ -50,12 +45,12 @@ def team_servers(folder: Path):
         stack.down(servers.home)
 
 
-def footprint(servers, settle: float = 30) -> dict:
-    """The stack's processes `settle` s after `up` returned (what they start in the background has started
-    by then): how many, the memory each holds alone (USS) added up, and the CPU seconds they have taken."""
+def footprint(servers) -> dict:
+    """The stack's processes SETTLE s after `up` returned: how many, the memory each holds alone (USS) added
+    up, and the CPU seconds they have taken."""
     import psutil
 
-    time.sleep(settle)
+    time.sleep(SETTLE)
     found = []
     for pid in servers.pids.values():
         with contextlib.suppress(psutil.Error):
@@ -67,38 +62,6 @@ def footprint(servers, settle: float = 30) -> dict:
             times = proc.cpu_times()
             cpu += times.user + times.system
     return {"processes": len(found), "uss_mb": uss / 2**20, "cpu_s": cpu}
-
-
-@contextlib.contextmanager
-def dask_cluster(env: dict, folder: Path):
-    """A scheduler and WORKERS workers started as a user starts them by hand; yields the scheduler's address
-    once every worker has imported the fit unit (its preload)."""
-    from distributed import Client
-
-    dask, port = Path(sys.executable).with_name("dask"), _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    log = open(folder / "dask.log", "a")
-    start = lambda args: subprocess.Popen([str(dask), *args], cwd=ROOT, env=env, stdout=log,  # noqa: E731
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-    procs = [start(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"])]
-    try:
-        procs += [start(["worker", address, "--nthreads", "1", "--no-dashboard", "--preload", "services.quiet_worker"])
-                  for _ in range(WORKERS)]
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(WORKERS, timeout=300)
-            deadline = time.monotonic() + 300
-            while not all(client.run(lambda: "tasks.runs.fit" in sys.modules).values()):
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the Dask workers did not load their preload; see {folder / 'dask.log'}")
-                time.sleep(1)
-        yield address
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            proc.wait(60)
-        log.close()
 
 
 def run(measure, cli, data: Path, folder: Path) -> dict:
@@ -113,14 +76,15 @@ def run(measure, cli, data: Path, folder: Path) -> dict:
         env = os.environ | servers.env()
         out["own"] = sweep(env, "bench-cluster-own", SMALL_BASE)
         out["own_fixed"] = sweep(env, "bench-cluster-own-fixed", fixed)["fixed_median"]
-        with dask_cluster(env, folder) as address:
-            attached = ("--dask-address", address)
+        # Its preload imports the fit unit before a worker joins the scheduler: ready once the workers have joined.
+        with DaskCluster(folder, WORKERS, env, preload="services.quiet_worker") as cluster:
+            attached = ("--dask-address", cluster.address)
             out["first"] = sweep(env, "bench-cluster-first", SMALL_BASE, attached)
             out["again"] = sweep(env, "bench-cluster-again", SMALL_BASE, attached)
             out["again_fixed"] = sweep(env, "bench-cluster-again-fixed", fixed, attached)["fixed_median"]
-        # Dask restarts a worker that stops answering the scheduler and runs its trial again (it happened once, in
-        # a bench run on 2026-12-04; not in a scratch run of 4 sweeps after it): counted, its wait is in the times.
-        out["worker_restarts"] = (folder / "dask.log").read_text().count("failed to heartbeat")
+            # Dask restarts a worker that stops answering the scheduler and runs its trial again (it happened once,
+            # in a bench run on 2026-12-04; not in a scratch run of 4 sweeps after it): counted, its wait is in the times.
+            out["worker_restarts"] = cluster.log_path.read_text().count("failed to heartbeat")
     if PEER_PYTHON.exists():
         out["peer"] = peer_sweep(measure, data)
     return out
@@ -155,6 +119,6 @@ def report(c: dict, measured: str) -> str:
         lines.append(f"Dask restarted a worker that had stopped answering {c['worker_restarts']} time(s) in these sweeps: "
                      "its trial's wait is in the sweep's wall time and in that trial's overhead.\n")
     foot = c["stack"]
-    lines.append(f"The stack itself, 30 s after `up` returned: {foot['processes']} processes holding {foot['uss_mb']:.0f} MB "
+    lines.append(f"The stack itself, {SETTLE} s after `up` returned: {foot['processes']} processes holding {foot['uss_mb']:.0f} MB "
                  f"of their own (USS), {foot['cpu_s']:.0f} s of CPU taken to start them.\n")
     return "\n".join(lines)

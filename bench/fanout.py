@@ -94,11 +94,11 @@ def sweep(measure, cli, data: Path, env: dict, folder: Path) -> dict:
     """The small space five ways, side by side, and once with 2 epochs a trial (its fixed cost); then the
     protocol sweep at H=24 and H=96."""
     out = {f"workers_{w}": run_sweep(measure, cli, data, env, SMALL_SPACE, folder, f"bench-small-{w}w", SMALL_BASE, w,
-                                  SMALL_TRIALS) for w in (1, 2)}
+                                     SMALL_TRIALS) for w in (1, 2)}
     out["workers_2_xla"] = run_sweep(measure, cli, data, env, SMALL_SPACE, folder, "bench-small-2w-xla",
-                                  [*SMALL_BASE, "train.jit_compile=true"], 2, SMALL_TRIALS)
+                                     [*SMALL_BASE, "train.jit_compile=true"], 2, SMALL_TRIALS)
     out["fixed"] = {how: run_sweep(measure, cli, data, env, SMALL_SPACE, folder, f"bench-fixed-{how}",
-                                [*SMALL_BASE, "train.epochs=2", *extra], 2, SMALL_TRIALS)["fixed_median"]
+                                   [*SMALL_BASE, "train.epochs=2", *extra], 2, SMALL_TRIALS)["fixed_median"]
                     for how, extra in (("default", []), ("xla", ["train.jit_compile=true"]))}
     loop, clock = [], time.perf_counter()
     for trial in out["workers_1"]["children"]:

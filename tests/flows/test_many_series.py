@@ -11,7 +11,8 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from test_serving import BIN, free_port, invoke, serving, without_venv_on_path
+from servers import free_port
+from test_serving import BIN, invoke, serving, without_venv_on_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -19,17 +18,12 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_ping(url: str, server: subprocess.Popen, log: Path, timeout: float = 180) -> None:

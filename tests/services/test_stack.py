@@ -6,7 +6,6 @@ Each server runs on a free port with a temporary home; a triggered `retrain` run
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import psutil
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from servers import free_port
 
 from services import stack as stack_mod
 
@@ -27,12 +27,6 @@ TINY = {"data": {"target": "OT"}, "window": {"input_length": 24, "horizon": 6}, 
         "tracking": {"experiment": "stack-test"}, "registry": {"model_name": "stack-test-model"},
         # The first version becomes champion even if two epochs do not beat Repeat, so the forecast has a model.
         "promotion": {"require_beat_repeat": False}}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +47,7 @@ def running(tmp_path_factory, incoming):
         if "model_uri" in deployment["parameters"]:
             deployment["parameters"] |= {"model_uri": "models:/stack-test-model@champion", "out_dir": str(home / "out")}
     (home / "prefect.yaml").write_text(yaml.safe_dump(spec))
-    stack = stack_mod.Stack(home / ".stack", _free_port(), _free_port(), home / "mlruns")
+    stack = stack_mod.Stack(home / ".stack", free_port(), free_port(), home / "mlruns")
     stack_mod.up(stack, home / "prefect.yaml", project=ROOT)
     try:
         yield stack

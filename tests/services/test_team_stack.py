@@ -31,6 +31,7 @@ import httpx
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from servers import free_port
 
 from services import accounts, credentials, postgres, tls
 from services import stack as stack_mod
@@ -48,12 +49,6 @@ PASSWORDS: dict[str, str] = {}  # the team stack's people's accounts, made by th
 # What this process's own MLflow client reads to reach the team stack (set by _mlflow, restored after).
 CLIENT_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_SERVER_CERT_PATH")
 slow = [pytest.mark.slow, pytest.mark.integration]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _client_env(team, account: str = "alice", password: str | None = None) -> dict[str, str]:
@@ -112,8 +107,8 @@ def team(valid_workbook):
     given = folder / "given-tls"
     tls.make_certificate(given, ["localhost", "127.0.0.1"])
     (given / "chain.pem").write_bytes((given / tls.CERT).read_bytes() + (given / tls.OWN_CA).read_bytes())
-    stack = stack_mod.Stack(folder / ".stack", _free_port(), _free_port(), folder / "mlruns", auth=True,
-                            db="postgresql", db_port=_free_port(), heartbeat=30, dead_after=75, tls=True,
+    stack = stack_mod.Stack(folder / ".stack", free_port(), free_port(), folder / "mlruns", auth=True,
+                            db="postgresql", db_port=free_port(), heartbeat=30, dead_after=75, tls=True,
                             cert=str(given / "chain.pem"), key=str(given / tls.KEY))
     saved = {k: os.environ.get(k) for k in CLIENT_VARIABLES}
     try:
@@ -174,7 +169,7 @@ def test_a_stack_for_other_machines_serves_https_on_all_interfaces_and_lets_in_o
     as the name the certificate is checked for, sent here over loopback) need the credentials."""
     import psutil
 
-    stack = stack_mod.Stack(tmp_path / ".stack", _free_port(), _free_port(), tmp_path / "mlruns", host="0.0.0.0",
+    stack = stack_mod.Stack(tmp_path / ".stack", free_port(), free_port(), tmp_path / "mlruns", host="0.0.0.0",
                             auth=True, tls=True)
     stack_mod.up(stack, _unscheduled(tmp_path), project=ROOT)
     try:
@@ -256,8 +251,8 @@ def test_a_database_port_taken_is_one_line_and_exit_code_2():
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             done = subprocess.run([sys.executable, "-m", "flows.cli", "stack", "up", "--db", "postgresql",
-                                   "--db-port", str(taken.getsockname()[1]), "--prefect-port", str(_free_port()),
-                                   "--mlflow-port", str(_free_port())], cwd=folder,
+                                   "--db-port", str(taken.getsockname()[1]), "--prefect-port", str(free_port()),
+                                   "--mlflow-port", str(free_port())], cwd=folder,
                                   env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
@@ -368,8 +363,8 @@ def test_an_ordinary_user_starts_the_team_stack_from_a_folder_only_they_may_ente
         subprocess.run(["chown", "-R", f"{user}:", str(folder)], check=True)
         python, needs = _python_for(user, folder)
         env |= needs
-        up = stack("up", "--db", "postgresql", "--auth", "--db-port", str(_free_port()),
-                   "--prefect-port", str(_free_port()), "--mlflow-port", str(_free_port()))
+        up = stack("up", "--db", "postgresql", "--auth", "--db-port", str(free_port()),
+                   "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()))
         assert up.returncode == 0, up.stderr[-3000:]
         started = stack_mod.Stack.load(project / ".stack")
         uid = pwd.getpwnam(user).pw_uid
