@@ -127,8 +127,9 @@ def _fit(data: Prepared, settings: Settings, run_id: str, bounds: list[Bounds], 
     w, members = settings.window, data.members
     scalers, arrays = normalize_series([m.series for m in members], bounds)
     stack = Stack.of(arrays, bounds)
+    callbacks = [runs.epoch_logger(run_id)] + ([models.requirements_check_callback()] if model_log == "full" else [])
     clock = time.perf_counter()
-    model, history = train_model(stack, settings, [runs.epoch_logger(run_id)], backup_dir(run_id))
+    model, history = train_model(stack, settings, callbacks, backup_dir(run_id))
     train_seconds = time.perf_counter() - clock  # what a sweep's per-trial overhead is measured against
     if not all(math.isfinite(v) for v in history["loss"]):
         epoch = next(i for i, v in enumerate(history["loss"], 1) if not math.isfinite(v))

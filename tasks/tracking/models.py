@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 from pathlib import Path
 
 import mlflow
@@ -26,6 +27,41 @@ def pip_requirements() -> list[str]:
     from importlib.metadata import version
 
     return [f"{requirement}=={version(requirement.split('[')[0])}" for requirement in REQUIRED]
+
+
+_checking = threading.Lock()
+_checked = False
+
+
+def check_requirements() -> None:
+    """MLflow's check that this environment satisfies the pyfunc's requirements, which logging the model runs.
+    Its first call in a process maps every installed distribution to its modules (1.2 s of Python here);
+    MLflow keeps that map for later calls (tests/tasks/tracking/test_models.py fails if it stops)."""
+    from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+    global _checked
+    with _checking:
+        if not _checked:
+            warn_dependency_requirement_mismatches(pip_requirements())
+            _checked = True
+
+
+def requirements_check_callback():
+    """A Keras callback that starts `check_requirements` in a thread when training's first call into TF returns.
+    Not before: tracing the steps is Python too, and the two would take turns on Python's lock. After it, the
+    epochs run in TF's C++ with that lock released, so the check takes the idle core and `log_model` finds it
+    done (or waits for it)."""
+    import keras
+
+    class StartRequirementsCheck(keras.callbacks.Callback):
+        started = False
+
+        def on_train_batch_end(self, batch, logs=None):
+            if not self.started:
+                self.started = True
+                threading.Thread(target=check_requirements, name="mlflow-requirements-check", daemon=True).start()
+
+    return StartRequirementsCheck()
 
 
 PARTS = "model_parts"  # a trial's artifacts from which its pyfunc is logged if it is chosen (log_model_from_parts)
@@ -78,6 +114,7 @@ def _log_pyfunc(run_id: str, parts: Path, input_example: pd.DataFrame, output_ex
     unpickling an object, so the model does not depend on this Python's pickle format."""
     from mlflow.models import infer_signature
 
+    check_requirements()  # done already when the fit started it beside training (requirements_check_callback)
     client = MlflowClient()
     run = client.get_run(run_id)
     # Model.log would file the model under the process's active experiment (Default when none is set);
